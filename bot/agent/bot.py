@@ -1,0 +1,200 @@
+"""One bot: get a token, open media, join, log every room event, leave when told.
+
+Every room event becomes one structured log line named after the seed callback in
+snake_case; lines about another participant carry its ``user`` (name) and ``user_id``
+(clientId), while ``bot``, ``room`` and ``client_id`` identify this bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from bot.media import MediaError, MediaSpec, open_media
+from bot.rtc import EnxRtc, RoomError
+
+from .config import BotConfig
+from .tokens import TokenSource
+
+log = structlog.get_logger("bot.agent")
+
+
+class Outcome(enum.StrEnum):
+    COMPLETED = "completed"  # stayed as long as asked, or stopped by a signal, and left cleanly
+    JOIN_FAILED = "join_failed"
+    LOST = "lost"  # the session ended without being asked to
+
+
+@dataclass
+class BotResult:
+    name: str
+    outcome: Outcome
+    reason: str = ""
+    join_ms: float | None = None
+    publish_ms: float | None = None
+
+
+def media_spec(cfg: BotConfig) -> MediaSpec:
+    m = cfg.media
+    return MediaSpec(
+        kind=m.kind, width=m.width, height=m.height, fps=m.fps, tone_hz=m.tone_hz, file=m.file, loop=m.loop
+    )
+
+
+class Bot:
+    def __init__(self, cfg: BotConfig, tokens: TokenSource, room_label: str = "") -> None:
+        self.cfg = cfg
+        self.tokens = tokens
+        self.room_label = room_label
+        self.rtc: EnxRtc | None = None
+        self._stop = asyncio.Event()
+        self.log = log.bind(bot=cfg.name, room=room_label or None)
+        self.result: BotResult | None = None
+        self._t_join: float | None = None
+        self.published = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask the bot to leave; ``run`` returns once it has."""
+        self._stop.set()
+
+    async def run(self) -> BotResult:
+        try:
+            self.result = await self._run()
+        except asyncio.CancelledError:
+            self.result = BotResult(self.cfg.name, Outcome.COMPLETED, "cancelled")
+            raise
+        return self.result
+
+    async def _sleep_unless_stopped(self, seconds: float) -> bool:
+        """True when the full time passed, False when a stop came first."""
+        if seconds <= 0:
+            return not self._stop.is_set()
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    async def _run(self) -> BotResult:
+        cfg = self.cfg
+        if not await self._sleep_unless_stopped(cfg.join_delay):
+            return BotResult(cfg.name, Outcome.COMPLETED, "stopped before joining")
+        audio = video = None
+        try:
+            token = await self.tokens.token_for(cfg.name, cfg.role, cfg.user_ref)
+            want_audio = cfg.local_info.audio
+            want_video = cfg.local_info.video and not cfg.room_info.audio_only
+            if cfg.role != "viewer" and (want_audio or want_video):
+                audio, video = open_media(media_spec(cfg), audio=want_audio, video=want_video, label=cfg.name)
+            rtc = EnxRtc(audio_track=audio, video_track=video)
+            self.rtc = rtc
+            self._wire_callbacks(rtc)
+            local_info = cfg.local_info.to_enablex(cfg.name)
+            if cfg.room_info.audio_only:
+                local_info["video"] = False
+            if cfg.role == "viewer":
+                local_info["audio"] = local_info["video"] = False
+            self._t_join = time.perf_counter()
+            self.log.info("joining", role=cfg.role)
+            await rtc.join_room(token, local_info, cfg.room_info.to_enablex(), dict(cfg.advance_options))
+        except RoomError as exc:
+            return BotResult(cfg.name, Outcome.JOIN_FAILED, f"{exc}")
+        except MediaError as exc:
+            self.log.error("media_error", error=str(exc))
+            return BotResult(cfg.name, Outcome.JOIN_FAILED, str(exc))
+        except Exception as exc:  # a token source or anything else: report, never crash the others
+            reason = str(exc) or type(exc).__name__
+            self.log.error("room_error", error=reason)
+            return BotResult(cfg.name, Outcome.JOIN_FAILED, reason)
+        finally:
+            if self.rtc is None:
+                for track in (audio, video):
+                    if track is not None:
+                        track.stop()
+        join_ms = (time.perf_counter() - self._t_join) * 1000
+        try:
+            outcome, reason = await self._stay(rtc)
+        finally:
+            await rtc.disconnect()
+            for track in (audio, video):
+                if track is not None:
+                    track.stop()
+        result = BotResult(cfg.name, outcome, reason, join_ms=join_ms)
+        result.publish_ms = self._publish_ms
+        return result
+
+    _publish_ms: float | None = None
+
+    async def _stay(self, rtc: EnxRtc) -> tuple[Outcome, str]:
+        stop = asyncio.ensure_future(self._stop.wait())
+        gone = asyncio.ensure_future(rtc.wait_disconnected())
+        waiters: set[asyncio.Future[Any]] = {stop, gone}
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=self.cfg.stay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        if gone in done and not gone.cancelled():
+            cause = gone.result() or {}
+            return Outcome.LOST, str(cause.get("msg", "disconnected"))
+        if stop in done:
+            return Outcome.COMPLETED, "signal"
+        self.log.info("stay_over", stay_s=self.cfg.stay)
+        return Outcome.COMPLETED, "stay over"
+
+    # ------------------------------------------------------------------ callbacks -> log lines
+
+    def _wire_callbacks(self, rtc: EnxRtc) -> None:
+        rtc.on_room_connected = self._on_room_connected
+        rtc.on_room_error = self._on_room_error
+        rtc.on_room_disconnected = self._on_room_disconnected
+        rtc.on_user_connected = lambda u: self._user_event("user_connected", u)
+        rtc.on_user_disconnected = lambda u: self._user_event("user_disconnected", u)
+        rtc.on_published_stream = self._on_published
+        rtc.on_unpublished_stream = lambda p: self.log.info("unpublished_stream", stream_id=p.get("streamId"))
+        rtc.on_stream_added = lambda s: self._stream_event("stream_added", s)
+        rtc.on_stream_removed = lambda s: self._stream_event("stream_removed", s)
+
+    def _on_room_connected(self, payload: dict[str, Any]) -> None:
+        me = payload.get("me") or {}
+        room = payload.get("room") or {}
+        room_id = payload.get("roomId") or room.get("id") or self.room_label
+        self.log = self.log.bind(room=room_id, client_id=me.get("clientId"))
+        users = payload.get("users") or []
+        self.log.info(
+            "room_connected",
+            join_ms=round((time.perf_counter() - (self._t_join or 0)) * 1000, 1),
+            participants=[u.get("name") for u in users if u.get("clientId") != me.get("clientId")],
+            role=me.get("role"),
+        )
+
+    def _on_room_error(self, payload: dict[str, Any]) -> None:
+        self.log.error("room_error", code=payload.get("result"), error=payload.get("msg"))
+
+    def _on_room_disconnected(self, payload: dict[str, Any]) -> None:
+        self.log.info("room_disconnected", cause=payload.get("cause"), reason=payload.get("msg"))
+
+    def _on_published(self, payload: dict[str, Any]) -> None:
+        if self._t_join is not None:
+            self._publish_ms = round((time.perf_counter() - self._t_join) * 1000, 1)
+        self.published.set()
+        self.log.info("published_stream", stream_id=payload.get("streamId"), publish_ms=self._publish_ms)
+
+    def _user_event(self, event: str, user: dict[str, Any]) -> None:
+        self.log.info(event, user=user.get("name"), user_id=user.get("clientId"), user_role=user.get("role"))
+
+    def _stream_event(self, event: str, stream: dict[str, Any]) -> None:
+        attrs = stream.get("attributes") or {}
+        self.log.info(
+            event,
+            stream_id=stream.get("id"),
+            user=attrs.get("name") or stream.get("name"),
+            user_id=stream.get("clientId"),
+            audio=stream.get("audio"),
+            video=stream.get("video"),
+        )

@@ -1,0 +1,26 @@
+"""Agent-level failures, each mapped to the CLI's exit code."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_JOIN_FAILED = 3
+EXIT_SESSION_LOST = 4
+
+
+class AgentError(Exception):
+    """A failure with one clear line for stderr and an exit code."""
+
+    exit_code = EXIT_CONFIG
+
+
+class ConfigError(AgentError):
+    """The config (file, keys, values, environment) is wrong: exit 2."""
+
+    exit_code = EXIT_CONFIG
+
+
+class JoinError(AgentError):
+    """A bot could not get into its room (token, server, network): exit 3."""
+
+    exit_code = EXIT_JOIN_FAILED
