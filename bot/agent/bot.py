@@ -57,6 +57,7 @@ class Bot:
         self.result: BotResult | None = None
         self._t_join: float | None = None
         self.published = asyncio.Event()
+        self._streams: dict[object, dict[str, Any]] = {}  # stream id -> onAddStream payload
 
     def stop(self) -> None:
         """Ask the bot to leave; ``run`` returns once it has."""
@@ -189,6 +190,11 @@ class Bot:
         self.log.info(event, user=user.get("name"), user_id=user.get("clientId"), user_role=user.get("role"))
 
     def _stream_event(self, event: str, stream: dict[str, Any]) -> None:
+        # onRemoveStream carries only the id: name the stream from what onAddStream said
+        if event == "stream_added":
+            self._streams[stream.get("id")] = stream
+        else:
+            stream = {**self._streams.pop(stream.get("id"), {}), **stream}
         attrs = stream.get("attributes") or {}
         self.log.info(
             event,

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from bot.media import FileSource, MediaError
+from bot.media import FileSource, MediaError, SyntheticVideoTrack
 
 from .config import AgentConfig
 from .errors import ConfigError
 
 
 def check_media(cfg: AgentConfig) -> None:
-    seen: set[str] = set()
+    seen: set[object] = set()
     for i, bot in enumerate(cfg.bots):
         m = bot.media
+        if m.kind == "synthetic" and bot.local_info.video and (m.width, m.height, m.fps) not in seen:
+            seen.add((m.width, m.height, m.fps))
+            try:
+                SyntheticVideoTrack(m.width, m.height, m.fps).stop()
+            except MediaError as exc:
+                raise ConfigError(f"{cfg.path}: bots[{i}].media: {exc}") from None
         if m.kind != "file" or not m.file or m.file in seen:
             continue
         seen.add(m.file)
