@@ -37,22 +37,22 @@ class Fields:
             )
         return value
 
-    def str(self, key: str, default: Any = _MISSING) -> Any:
+    def text(self, key: str, default: Any = _MISSING) -> Any:
         return self._get(key, (str,), default, "a string")
 
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
+    def flag(self, key: str, default: Any = _MISSING) -> Any:
         return self._get(key, (bool,), default, "a boolean")
 
-    def int(self, key: str, default: Any = _MISSING) -> Any:
+    def integer(self, key: str, default: Any = _MISSING) -> Any:
         return self._get(key, (int,), default, "an integer")
 
     def number(self, key: str, default: Any = _MISSING) -> Any:
         return self._get(key, (int, float), default, "a number")
 
-    def dict(self, key: str, default: Any = _MISSING) -> Any:
+    def mapping(self, key: str, default: Any = _MISSING) -> Any:
         return self._get(key, (dict,), default, "an object")
 
-    def list(self, key: str, default: Any = _MISSING) -> Any:
+    def array(self, key: str, default: Any = _MISSING) -> Any:
         return self._get(key, (list,), default, "a list")
 
     def id(self, key: str, default: Any = _MISSING) -> Any:

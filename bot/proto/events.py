@@ -49,16 +49,16 @@ class UserInfo:
     def from_payload(cls, payload: object, where: str = "user") -> UserInfo:
         f = Fields(payload, where)
         return cls(
-            client_id=f.str("clientId"),
-            name=f.str("name", ""),
-            role=f.str("role", "participant"),
-            user_ref=f.str("user_ref", ""),
-            permissions=f.dict("permissions", {}),
-            audio_muted=f.bool("audioMuted", False),
-            video_muted=f.bool("videoMuted", False),
-            audio_enabled=f.bool("audioEnabled", True),
-            video_enabled=f.bool("videoEnabled", True),
-            data=f.dict("data", {}),
+            client_id=f.text("clientId"),
+            name=f.text("name", ""),
+            role=f.text("role", "participant"),
+            user_ref=f.text("user_ref", ""),
+            permissions=f.mapping("permissions", {}),
+            audio_muted=f.flag("audioMuted", False),
+            video_muted=f.flag("videoMuted", False),
+            audio_enabled=f.flag("audioEnabled", True),
+            video_enabled=f.flag("videoEnabled", True),
+            data=f.mapping("data", {}),
         )
 
     def to_payload(self) -> Json:
@@ -94,16 +94,16 @@ class StreamInfo:
     @classmethod
     def from_payload(cls, payload: object, where: str = "onAddStream") -> StreamInfo:
         f = Fields(payload, where)
-        attrs = Fields(f.dict("attributes", {}), f"{where}.attributes")
+        attrs = Fields(f.mapping("attributes", {}), f"{where}.attributes")
         return cls(
             id=f.id("id"),
-            client_id=f.str("clientId", ""),
-            audio=f.bool("audio", False),
-            video=f.bool("video", False),
-            data=f.bool("data", False),
-            screen=f.bool("screen", False),
-            name=attrs.str("name", ""),
-            actual_name=attrs.str("actualName", ""),
+            client_id=f.text("clientId", ""),
+            audio=f.flag("audio", False),
+            video=f.flag("video", False),
+            data=f.flag("data", False),
+            screen=f.flag("screen", False),
+            name=attrs.text("name", ""),
+            actual_name=attrs.text("actualName", ""),
         )
 
     def to_payload(self) -> Json:
@@ -128,16 +128,11 @@ class IceServer:
     def from_payload(cls, payload: object) -> IceServer:
         f = Fields(payload, "room-connected.iceServers[]")
         urls = payload.get("urls") if isinstance(payload, dict) else None
-        if not (
-            isinstance(urls, str)
-            or (isinstance(urls, list) and all(isinstance(u, str) for u in urls))
-        ):
+        if not (isinstance(urls, str) or (isinstance(urls, list) and all(isinstance(u, str) for u in urls))):
             raise RemoteProtocolError(
                 "room-connected.iceServers[]: field 'urls' must be a string or list of strings"
             )
-        return cls(
-            urls=urls, username=f.str("username", None), credential=f.str("credential", None)
-        )
+        return cls(urls=urls, username=f.text("username", None), credential=f.text("credential", None))
 
     def to_payload(self) -> Json:
         out: Json = {"urls": self.urls}
@@ -193,7 +188,7 @@ class Ready:
 class OtherMessage:
     """Any other ``msg.type``: the official client ignores these, and so do we."""
 
-    type: str  # type: ignore[misc]
+    type: str
     raw: Json = field(default_factory=dict)
 
 
@@ -204,19 +199,19 @@ END_MARKER: Json = {"sdpMLineIndex": -1, "sdpMid": "end", "candidate": "end"}
 
 def sdp_message_from_payload(payload: object, where: str) -> SdpMessage:
     f = Fields(payload, where)
-    kind = f.str("type")
+    kind = f.text("type")
     if kind == "offer":
-        return Offer(sdp=f.str("sdp"))
+        return Offer(sdp=f.text("sdp"))
     if kind == "answer":
-        return Answer(sdp=f.str("sdp"), media=f.list("media", []))
+        return Answer(sdp=f.text("sdp"), media=f.array("media", []))
     if kind == "candidate":
-        c = Fields(f.dict("candidate"), f"{where}.candidate")
+        c = Fields(f.mapping("candidate"), f"{where}.candidate")
         if c.payload.get("candidate") == "end" or c.payload.get("sdpMLineIndex") == -1:
             return EndOfCandidates()
         return Candidate(
-            sdp_mline_index=c.int("sdpMLineIndex", 0),
+            sdp_mline_index=c.integer("sdpMLineIndex", 0),
             sdp_mid=str(c.payload.get("sdpMid", "0")),
-            candidate=c.str("candidate"),
+            candidate=c.text("candidate"),
         )
     if kind == "ready":
         return Ready()
@@ -287,20 +282,20 @@ class TokenRequest:
                 "name",
             }
         }
-        f.str("tokenId", None)  # type-checked here; verified by the server
+        f.text("tokenId", None)  # type-checked here; verified by the server
         return cls(
             envelope=envelope,
-            version=f.str("version", ""),
-            host_type=f.str("hostType", ""),
-            host_version=f.str("hostVersion", ""),
-            host_device_type=f.str("hostDeviceType", ""),
-            user_agent=f.str("userAgent", ""),
-            is_reconnecting=f.bool("isReconnecting", False),
-            reconnect_attempt=f.int("reconnectAttempt", None),
-            old_client_id=f.str("oldClientIdForReconnect", None),
-            room=f.str("room", None),
-            role=f.str("role", None),
-            name=f.str("name", None),
+            version=f.text("version", ""),
+            host_type=f.text("hostType", ""),
+            host_version=f.text("hostVersion", ""),
+            host_device_type=f.text("hostDeviceType", ""),
+            user_agent=f.text("userAgent", ""),
+            is_reconnecting=f.flag("isReconnecting", False),
+            reconnect_attempt=f.integer("reconnectAttempt", None),
+            old_client_id=f.text("oldClientIdForReconnect", None),
+            room=f.text("room", None),
+            role=f.text("role", None),
+            name=f.text("name", None),
         )
 
     def to_payload(self) -> Json:
@@ -349,7 +344,7 @@ class LogClientEvent:
     @classmethod
     def from_payload(cls, payload: object) -> LogClientEvent:
         f = Fields(payload, "logClientEvents")
-        return cls(event_type=f.str("eventType"), fields=dict(f.payload))
+        return cls(event_type=f.text("eventType"), fields=dict(f.payload))
 
     def to_payload(self) -> Json:
         return {**self.fields, "eventType": self.event_type}
@@ -374,24 +369,22 @@ class PublishRequest:
     @classmethod
     def from_payload(cls, payload: object) -> PublishRequest:
         f = Fields(payload, "publish")
-        state = f.str("state", "media_engine")
+        state = f.text("state", "media_engine")
         if state != "media_engine":
-            raise RemoteProtocolError(
-                f"publish: state '{state}' is not supported (media_engine only)"
-            )
-        attrs = Fields(f.dict("attributes", {}), "publish.attributes")
-        mute = Fields(f.dict("muteStream", {}), "publish.muteStream")
+            raise RemoteProtocolError(f"publish: state '{state}' is not supported (media_engine only)")
+        attrs = Fields(f.mapping("attributes", {}), "publish.attributes")
+        mute = Fields(f.mapping("muteStream", {}), "publish.muteStream")
         return cls(
-            audio=f.bool("audio", False),
-            video=f.bool("video", False),
-            data=f.bool("data", False),
-            screen=f.bool("screen", None),
-            name=attrs.str("name", ""),
-            mute_audio=mute.bool("audio", False),
-            mute_video=mute.bool("video", False),
-            min_video_bw=f.int("minVideoBW", None),
-            max_video_bw=f.int("maxVideoBW", None),
-            scheme=f.str("scheme", "notify-break-recover"),
+            audio=f.flag("audio", False),
+            video=f.flag("video", False),
+            data=f.flag("data", False),
+            screen=f.flag("screen", None),
+            name=attrs.text("name", ""),
+            mute_audio=mute.flag("audio", False),
+            mute_video=mute.flag("video", False),
+            min_video_bw=f.integer("minVideoBW", None),
+            max_video_bw=f.integer("maxVideoBW", None),
+            scheme=f.text("scheme", "notify-break-recover"),
         )
 
     def to_payload(self) -> Json:
@@ -428,14 +421,14 @@ class SubscribeRequest:
     @classmethod
     def from_payload(cls, payload: object) -> SubscribeRequest:
         f = Fields(payload, "subscribe")
-        mute = Fields(f.dict("muteStream", {}), "subscribe.muteStream")
+        mute = Fields(f.mapping("muteStream", {}), "subscribe.muteStream")
         return cls(
             stream_id=f.id("streamId"),
-            audio=f.bool("audio", True),
-            video=f.bool("video", True),
-            data=f.bool("data", False),
-            browser=f.str("browser", ""),
-            mute_audio=mute.bool("audio", False),
+            audio=f.flag("audio", True),
+            video=f.flag("video", True),
+            data=f.flag("data", False),
+            browser=f.text("browser", ""),
+            mute_audio=mute.flag("audio", False),
         )
 
     def to_payload(self) -> Json:
@@ -465,7 +458,7 @@ class SignalingMessage:
         f = Fields(payload, "signaling_message")
         return cls(
             stream_id=f.id("streamId"),
-            msg=sdp_message_from_payload(f.dict("msg"), "signaling_message.msg"),
+            msg=sdp_message_from_payload(f.mapping("msg"), "signaling_message.msg"),
         )
 
     def to_payload(self) -> Json:
@@ -577,9 +570,9 @@ class RoomConnected:
     @classmethod
     def from_payload(cls, payload: object) -> RoomConnected:
         f = Fields(payload, "room-connected")
-        room = f.dict("room")
-        Fields(room, "room-connected.room").dict("settings")
-        user = UserInfo.from_payload(f.dict("user"), "room-connected.user")
+        room = f.mapping("room")
+        Fields(room, "room-connected.room").mapping("settings")
+        user = UserInfo.from_payload(f.mapping("user"), "room-connected.user")
         known = {
             "id",
             "clientId",
@@ -598,25 +591,21 @@ class RoomConnected:
         }
         vmu = f.payload.get("videoMutedUsers", {})
         return cls(
-            room_id=f.str("id", ""),
-            client_id=f.str("clientId", user.client_id),
+            room_id=f.text("id", ""),
+            client_id=f.text("clientId", user.client_id),
             user=user,
             user_list=[
-                UserInfo.from_payload(u, "room-connected.userList[]")
-                for u in f.list("userList", [])
+                UserInfo.from_payload(u, "room-connected.userList[]") for u in f.array("userList", [])
             ],
-            streams=[
-                StreamInfo.from_payload(s, "room-connected.streams[]")
-                for s in f.list("streams", [])
-            ],
-            ice_servers=[IceServer.from_payload(s) for s in f.list("iceServers", [])],
+            streams=[StreamInfo.from_payload(s, "room-connected.streams[]") for s in f.array("streams", [])],
+            ice_servers=[IceServer.from_payload(s) for s in f.array("iceServers", [])],
             room=room,
-            default_video_bw=f.int("defaultVideoBW", 500),
-            max_video_bw=f.int("maxVideoBW", 1000),
-            min_video_bw=f.int("minVideoBW", 100),
-            max_video_layers=f.int("maxVideoLayers", 1),
-            initial_num_ats=f.int("initialNumATs", 1),
-            internet_detection_url=f.str("internetDetectionUrl", None),
+            default_video_bw=f.integer("defaultVideoBW", 500),
+            max_video_bw=f.integer("maxVideoBW", 1000),
+            min_video_bw=f.integer("minVideoBW", 100),
+            max_video_layers=f.integer("maxVideoLayers", 1),
+            initial_num_ats=f.integer("initialNumATs", 1),
+            internet_detection_url=f.text("internetDetectionUrl", None),
             video_muted_users=vmu if isinstance(vmu, dict) else {},
             extra={k: v for k, v in f.payload.items() if k not in known},
         )
@@ -624,9 +613,7 @@ class RoomConnected:
     def to_payload(self) -> Json:
         room = dict(self.room)
         room.setdefault("settings", {})
-        room.setdefault(
-            "sharePermissions", {"screen": {"state": "idle"}, "canvas": {"state": "idle"}}
-        )
+        room.setdefault("sharePermissions", {"screen": {"state": "idle"}, "canvas": {"state": "idle"}})
         out: Json = {
             **self.extra,
             "id": self.room_id,
@@ -680,10 +667,10 @@ class UserDisconnected:
     def from_payload(cls, payload: object) -> UserDisconnected:
         f = Fields(payload, "user-disconnected")
         return cls(
-            client_id=f.str("clientId"),
-            name=f.str("name", ""),
-            role=f.str("role", "participant"),
-            permissions=f.dict("permissions", {}),
+            client_id=f.text("clientId"),
+            name=f.text("name", ""),
+            role=f.text("role", "participant"),
+            permissions=f.mapping("permissions", {}),
         )
 
     def to_payload(self) -> Json:
@@ -742,7 +729,7 @@ class MediaEngineConnecting:
         return cls(
             stream_id=stream_id,
             subscriber=subscriber,
-            msg=sdp_message_from_payload(f.dict("msg"), "media_engine_connecting.msg"),
+            msg=sdp_message_from_payload(f.mapping("msg"), "media_engine_connecting.msg"),
         )
 
     def to_payload(self) -> Json:
@@ -768,14 +755,12 @@ class UserMuteChanged:
     def from_wire(cls, name: str, payload: object) -> UserMuteChanged:
         kind, muted = MUTE_EVENTS[name]
         f = Fields(payload, name)
-        user_payload = f.dict("user", None)
+        user_payload = f.mapping("user", None)
         return cls(
             kind=kind,
             muted=muted,
-            client_id=f.str("clientId"),
-            user=None
-            if user_payload is None
-            else UserInfo.from_payload(user_payload, f"{name}.user"),
+            client_id=f.text("clientId"),
+            user=None if user_payload is None else UserInfo.from_payload(user_payload, f"{name}.user"),
         )
 
     def to_payload(self) -> Json:
@@ -797,7 +782,7 @@ class BandwidthEvent:
     @classmethod
     def from_payload(cls, payload: object) -> BandwidthEvent:
         f = Fields(payload, "bandwidthEvents")
-        return cls(id=f.str("id"), msg=f.payload.get("msg"))
+        return cls(id=f.text("id"), msg=f.payload.get("msg"))
 
     def to_payload(self) -> Json:
         return {"id": self.id, "msg": self.msg}
@@ -813,7 +798,7 @@ class ActiveTalkersUpdated:
     @classmethod
     def from_payload(cls, payload: object) -> ActiveTalkersUpdated:
         f = Fields(payload, "active-talkers-updated")
-        return cls(active_list=f.list("activeList", []), active=f.bool("active", True))
+        return cls(active_list=f.array("activeList", []), active=f.flag("active", True))
 
     def to_payload(self) -> Json:
         return {"activeList": list(self.active_list), "active": self.active}
@@ -853,13 +838,9 @@ class Ack:
             return cls()
         first = args[0]
         if first is None:
-            return cls(
-                result=int(ErrorCode.INVALID_PARAMETERS), msg=f"{request}: refused (null ack)"
-            )
+            return cls(result=int(ErrorCode.INVALID_PARAMETERS), msg=f"{request}: refused (null ack)")
         if not isinstance(first, dict):
-            raise RemoteProtocolError(
-                f"ack of {request}: expected an object, got {type(first).__name__}"
-            )
+            raise RemoteProtocolError(f"ack of {request}: expected an object, got {type(first).__name__}")
         f = Fields(first, f"ack of {request}")
         result = first.get("result", 0)
         if isinstance(result, str) and result.lstrip("-").isdigit():

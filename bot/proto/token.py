@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ import jwt
 from .errors import ErrorCode, TokenError
 
 TOKEN_LIFETIME_S = 15 * 60
+_B64 = re.compile(r"[A-Za-z0-9+/_-]+=*")
 QUALITIES = ("HD", "SD", "LD")
 ROLES = ("moderator", "participant", "viewer", "audience")
 
@@ -93,6 +95,10 @@ def decode_token(text: object) -> TokenEnvelope:
     if not isinstance(text, str) or not text.strip():
         raise TokenError("token is empty: set ENX_TOKEN or the config's token")
     stripped = text.strip()
+    if not _B64.fullmatch(stripped):
+        raise TokenError(
+            f"token {redact(stripped)} is not base64: copy the whole token from your application server"
+        )
     try:
         padded = stripped + "=" * (-len(stripped) % 4)
         try:
@@ -101,8 +107,7 @@ def decode_token(text: object) -> TokenEnvelope:
             blob = base64.urlsafe_b64decode(padded)
     except (binascii.Error, ValueError):
         raise TokenError(
-            f"token {redact(stripped)} is not base64: copy the whole token from your "
-            "application server"
+            f"token {redact(stripped)} is not base64: copy the whole token from your application server"
         ) from None
     try:
         obj = json.loads(blob.decode("utf-8"))
@@ -116,11 +121,7 @@ def decode_token(text: object) -> TokenEnvelope:
     host = obj.get("host")
     if not isinstance(host, str) or not host:
         raise TokenError(f"token {redact(stripped)} has no 'host': it was not made for a room")
-    settings = (
-        (obj.get("roomMeta") or {}).get("settings")
-        if isinstance(obj.get("roomMeta"), dict)
-        else None
-    )
+    settings = (obj.get("roomMeta") or {}).get("settings") if isinstance(obj.get("roomMeta"), dict) else None
     quality = settings.get("quality") if isinstance(settings, dict) else None
     if not isinstance(quality, str):
         raise TokenError(f"token {redact(stripped)} has no roomMeta.settings.quality")
