@@ -19,6 +19,7 @@ from bot.media import MediaError, MediaSpec, open_media
 from bot.rtc import EnxRtc, RoomError
 
 from .config import BotConfig
+from .policy import Action, BandwidthFallback
 from .tokens import TokenSource
 
 log = structlog.get_logger("bot.agent")
@@ -58,6 +59,9 @@ class Bot:
         self._t_join: float | None = None
         self.published = asyncio.Event()
         self._streams: dict[object, dict[str, Any]] = {}  # stream id -> onAddStream payload
+        self.policy = BandwidthFallback(cfg.policy.bandwidth_fallback)
+        self._policy_timer: asyncio.TimerHandle | None = None
+        self._policy_tasks: set[asyncio.Task[None]] = set()
 
     def stop(self) -> None:
         """Ask the bot to leave; ``run`` returns once it has."""
@@ -121,6 +125,8 @@ class Bot:
         try:
             outcome, reason = await self._stay(rtc)
         finally:
+            if self._policy_timer is not None:
+                self._policy_timer.cancel()
             await rtc.disconnect()
             for track in (audio, video):
                 if track is not None:
@@ -160,6 +166,57 @@ class Bot:
         rtc.on_unpublished_stream = lambda p: self.log.info("unpublished_stream", stream_id=p.get("streamId"))
         rtc.on_stream_added = lambda s: self._stream_event("stream_added", s)
         rtc.on_stream_removed = lambda s: self._stream_event("stream_removed", s)
+        rtc.on_connection_lost = lambda p: self.log.warning("connection_lost", **_fields(p))
+        rtc.on_connection_interrupted = lambda p: self.log.warning("connection_interrupted", **_fields(p))
+        rtc.on_reconnect = lambda p: self.log.info("reconnect", **_fields(p))
+        rtc.on_user_reconnect_success = self._on_reconnected
+        rtc.on_room_bandwidth_alert = self._on_bandwidth_alert
+        rtc.on_room_bandwidth_restored = self._on_bandwidth_restored
+
+    def _on_reconnected(self, payload: dict[str, Any]) -> None:
+        me = payload.get("me") or {}
+        if me.get("clientId"):
+            self.log = self.log.bind(client_id=me["clientId"])
+        self.log.info("user_reconnect_success", **_fields(payload, skip=("me", "users", "streams", "room")))
+
+    # ------------------------------------------------------------------ bandwidth fallback
+
+    def _on_bandwidth_alert(self, payload: dict[str, Any]) -> None:
+        self.log.warning("room_bandwidth_alert", **_fields(payload))
+        self._apply(self.policy.on_alert(asyncio.get_running_loop().time()))
+
+    def _on_bandwidth_restored(self, payload: dict[str, Any]) -> None:
+        self.log.info("room_bandwidth_restored", **_fields(payload))
+        self._apply(self.policy.on_restored(asyncio.get_running_loop().time()))
+
+    def _apply(self, action: Action | None) -> None:
+        loop = asyncio.get_running_loop()
+        if action is not None and self.rtc is not None:
+            audio_only = action is Action.FALLBACK
+            if audio_only:
+                self.log.warning("audio_only_fallback", hold_s=self.policy.settings.min_hold_s)
+            else:
+                self.log.info("video_restored", fallbacks=self.policy.fallbacks)
+            task = loop.create_task(self._set_audio_only(audio_only), name=f"{self.cfg.name}:audio-only")
+            self._policy_tasks.add(task)
+            task.add_done_callback(self._policy_tasks.discard)
+        if self._policy_timer is not None:
+            self._policy_timer.cancel()
+            self._policy_timer = None
+        deadline = self.policy.next_deadline()
+        if deadline is not None:
+            self._policy_timer = loop.call_at(deadline, self._poll_policy)
+
+    def _poll_policy(self) -> None:
+        self._policy_timer = None
+        self._apply(self.policy.poll(asyncio.get_running_loop().time()))
+
+    async def _set_audio_only(self, on: bool) -> None:
+        assert self.rtc is not None
+        try:
+            await self.rtc.set_audio_only_mode(on)
+        except Exception as exc:
+            self.log.error("audio_only_mode_failed", audio_only=on, error=str(exc) or type(exc).__name__)
 
     def _on_room_connected(self, payload: dict[str, Any]) -> None:
         me = payload.get("me") or {}
@@ -204,3 +261,11 @@ class Bot:
             audio=stream.get("audio"),
             video=stream.get("video"),
         )
+
+
+def _fields(payload: object, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A callback payload as log keywords (never clobbering structlog's own keys)."""
+    if not isinstance(payload, dict):
+        return {"payload": payload}
+    reserved = {"event", "level", "timestamp", "bot", "room", "client_id"}
+    return {(f"{k}_" if k in reserved else k): v for k, v in payload.items() if k not in skip}

@@ -18,6 +18,7 @@ import yaml
 
 from .errors import ConfigError
 from .interpolate import interpolate
+from .policy import FallbackSettings
 from .schema import build
 
 DEFAULT_API_URL = "https://api.enablex.io/video/v2"
@@ -100,6 +101,13 @@ class RoomInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PolicyConfig:
+    """How a bot adapts: ``bandwidth_fallback`` goes audio-only on a room bandwidth alert."""
+
+    bandwidth_fallback: FallbackSettings = field(default_factory=FallbackSettings)
+
+
+@dataclass(frozen=True, kw_only=True)
 class BotConfig:
     name: str
     role: Literal["moderator", "participant", "viewer"] = "participant"
@@ -111,6 +119,7 @@ class BotConfig:
     room_info: RoomInfo = field(default_factory=RoomInfo)
     advance_options: dict[str, Any] = field(default_factory=dict)
     media: MediaConfig = field(default_factory=MediaConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     def __post_init__(self) -> None:
         if not self.name.strip():
