@@ -1,0 +1,225 @@
+"""RoomServer: the local EnableX-style room server (REST + Socket.IO + aiortc media).
+
+Started and stopped in layers (aiohttp ``AppRunner`` + ``TCPSite``); ``aclose`` disconnects
+every socket, closes every peer connection, then the web server. Holds all of its state, so
+any number of servers can live in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from bot.proto import IceServer, redact
+
+from .errors import BadRequest
+from .media import MediaServer
+from .rest import API_PREFIX, make_app
+from .rooms import RoomRegistry, check_role
+from .signalling import Signalling
+from .tokens import TokenBook
+
+log = structlog.get_logger(__name__)
+
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+SHUTDOWN_TIMEOUT_S = 2.0  # connections still open after everyone was disconnected
+
+
+def _ice_server(value: IceServer | dict[str, Any]) -> IceServer:
+    return value if isinstance(value, IceServer) else IceServer.from_payload(value)
+
+
+class RoomServer:
+    """One room server. ``port=0`` picks a free port (read ``port``/``url`` after ``start``)."""
+
+    def __init__(
+        self,
+        app_id: str,
+        app_key: str,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        ice_servers: Iterable[IceServer | dict[str, Any]] = (),
+        max_talkers: int = 6,
+        *,
+        token_lifetime_s: int = 15 * 60,
+        tap_encoded: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not app_id or not app_key:
+            raise ValueError("RoomServer needs an app_id and an app_key")
+        self.app_id = app_id
+        self.app_key = app_key
+        self.host = host
+        self.port = port
+        self.ice_servers = tuple(_ice_server(s) for s in ice_servers)
+        self.max_talkers = max_talkers
+        self.rooms = RoomRegistry(max_talkers)
+        self.tokens = TokenBook(app_key, clock=clock, lifetime_s=token_lifetime_s)
+        self.media = MediaServer(tap_encoded=tap_encoded)
+        self.signalling = Signalling(
+            rooms=self.rooms,
+            tokens=self.tokens,
+            media=self.media,
+            ice_servers=self.ice_servers,
+            max_talkers=max_talkers,
+        )
+        self._runner: web.AppRunner | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.reachable_host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.url + API_PREFIX
+
+    @property
+    def reachable_host(self) -> str:
+        """Where a local client connects (a wildcard bind is reached on loopback)."""
+        host = "127.0.0.1" if self.host in WILDCARD_HOSTS else self.host
+        return f"[{host}]" if ":" in host else host
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("RoomServer already started")
+        if self._closed:
+            raise RuntimeError("RoomServer is closed")
+        app = make_app(self)
+        self.signalling.attach(app)
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        )
+        await runner.setup()
+        self._runner = runner
+        try:
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        self.port = int(runner.addresses[0][1])
+
+    async def aclose(self) -> None:
+        """Disconnect everyone, close all peer connections, stop serving (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.signalling.aclose()
+            await self.media.aclose()
+        finally:
+            if self._runner is not None:
+                await self._runner.cleanup()
+                self._runner = None
+
+    async def __aenter__(self) -> RoomServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ in-process API
+
+    def create_room(
+        self, name: str, settings: dict[str, Any] | None = None, owner_ref: str = ""
+    ) -> dict[str, Any]:
+        """Create a room; returns the REST room dict (``room["room_id"]``)."""
+        room = self.rooms.create(name, settings, owner_ref)
+        log.info("room_created", room=room.room_id, name=room.name)
+        return room.to_rest()
+
+    async def delete_room(self, room_id: str) -> None:
+        room = self.rooms.get(room_id)
+        await self.signalling.close_room(room)
+        self.rooms.delete(room_id)
+        log.info("room_deleted", room=room_id)
+
+    def mint_token(
+        self,
+        room_id: str,
+        name: str,
+        role: str = "participant",
+        user_ref: str = "",
+        *,
+        data: dict[str, Any] | None = None,
+        host: str | None = None,
+    ) -> str:
+        """A token for ``room_id``; ``host`` defaults to this server's own address."""
+        room = self.rooms.get(room_id)
+        if not isinstance(name, str) or not name:
+            raise BadRequest("a token needs a participant name")
+        check_role(role)
+        token = self.tokens.mint(
+            host=host or f"{self.reachable_host}:{self.port}",
+            room_id=room_id,
+            name=name,
+            role=role,
+            user_ref=user_ref,
+            quality=room.quality,
+            data=data,
+        )
+        log.info("token_issued", room=room_id, name=name, role=role, token=redact(token))
+        return token
+
+    def room_view(self, room_id: str) -> dict[str, Any]:
+        """What the server holds and received for a room (``GET /emulator/rooms/{id}``)."""
+        room = self.rooms.get(room_id)
+        participants = []
+        for p in room.participants.values():
+            streams = [
+                {
+                    "id": s.id,
+                    "audio": s.audio,
+                    "video": s.video,
+                    "state": s.state,
+                    "received": self.media.received(room_id, s.id),
+                }
+                for s in room.streams.values()
+                if s.client_id == p.client_id
+            ]
+            subscriptions = [
+                {"streamId": leg.stream_id, "state": leg.state}
+                for leg in self.media.subscriptions(room_id, p.client_id)
+            ]
+            participants.append(
+                {
+                    "clientId": p.client_id,
+                    "name": p.name,
+                    "role": p.role,
+                    "streams": streams,
+                    "subscriptions": subscriptions,
+                }
+            )
+        return {
+            "result": 0,
+            "room_id": room.room_id,
+            "name": room.name,
+            "participants": participants,
+        }
+
+
+async def serve(host: str, port: int, app_id: str, app_key: str, create_room: str | None = None) -> None:
+    """Run a room server until cancelled (``enx-bot serve``); ``create_room`` names a room
+    to create at start."""
+    async with RoomServer(app_id=app_id, app_key=app_key, host=host, port=port) as server:
+        room_id = server.create_room(name=create_room)["room_id"] if create_room else None
+        log.info("server_started", url=server.url, api_url=server.api_url, room_id=room_id)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            log.info("server_stopping", url=server.url)

@@ -1,0 +1,138 @@
+"""REST API of the room server (PROTOCOL.md section 11) and the emulator's room view.
+
+Everything under ``/video/v2`` and ``/emulator`` needs HTTP Basic ``APP_ID:APP_KEY``; errors
+are JSON ``{result: <HTTP status>, error}``. Tokens carry as ``host`` the Host header the
+request came in on: the address the application server reached us at is the one its
+clients can reach too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+
+from .errors import BadRequest, RoomNotFound, ServerError
+from .rooms import check_role
+
+if TYPE_CHECKING:
+    from .app import RoomServer
+
+log = structlog.get_logger(__name__)
+
+API_PREFIX = "/video/v2"
+EMULATOR_PREFIX = "/emulator"
+PROTECTED_PREFIXES = (API_PREFIX, EMULATOR_PREFIX)
+REALM = 'Basic realm="enx-bot room server", charset="UTF-8"'
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"result": status, "error": message}, status=status, headers=headers)
+
+
+def _credentials(header: str | None) -> tuple[str, str] | None:
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+def make_app(server: RoomServer) -> web.Application:
+    """The aiohttp application: REST routes, auth and JSON errors (Socket.IO attaches later)."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(PROTECTED_PREFIXES):
+            return await handler(request)
+        creds = _credentials(request.headers.get("Authorization"))
+        # evaluate both comparisons: no early exit that tells which half was wrong
+        ok = creds is not None and (_same(creds[0], server.app_id) & _same(creds[1], server.app_key))
+        if not ok:
+            log.info("rest_unauthorized", path=request.path, remote=request.remote)
+            return error_response(
+                401, "authentication required: HTTP Basic APP_ID:APP_KEY", {"WWW-Authenticate": REALM}
+            )
+        try:
+            return await handler(request)
+        except ServerError as exc:
+            status = 404 if isinstance(exc, RoomNotFound) else 400
+            return error_response(status, str(exc))
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error_response(exc.status, exc.reason)
+
+    async def body_of(request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except (ValueError, LookupError):  # bad JSON, bad bytes for the charset, bad charset
+            raise BadRequest("body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise BadRequest("body must be a JSON object")
+        return body
+
+    async def create_room(request: web.Request) -> web.Response:
+        body = await body_of(request)
+        if "name" not in body:
+            raise BadRequest("field 'name' is required")
+        room = server.create_room(
+            name=body["name"], settings=body.get("settings"), owner_ref=body.get("owner_ref", "")
+        )
+        return web.json_response({"result": 0, "room": room})
+
+    async def list_rooms(request: web.Request) -> web.Response:
+        return web.json_response({"result": 0, "rooms": [r.to_rest() for r in server.rooms]})
+
+    async def get_room(request: web.Request) -> web.Response:
+        room = server.rooms.get(request.match_info["room_id"])
+        return web.json_response({"result": 0, "room": room.to_rest()})
+
+    async def delete_room(request: web.Request) -> web.Response:
+        await server.delete_room(request.match_info["room_id"])
+        return web.json_response({"result": 0})
+
+    async def create_token(request: web.Request) -> web.Response:
+        room_id = request.match_info["room_id"]
+        server.rooms.get(room_id)  # 404 before 400: the URL is checked first
+        body = await body_of(request)
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise BadRequest("field 'name' is required and must be a non-empty string")
+        role = check_role(body.get("role"))
+        user_ref = body.get("user_ref", "")
+        if not isinstance(user_ref, str):
+            raise BadRequest("field 'user_ref' must be a string")
+        data = body.get("data")
+        if data is not None and not isinstance(data, dict):
+            raise BadRequest("field 'data' must be an object")
+        token = server.mint_token(
+            room_id, name=name, role=role, user_ref=user_ref, data=data, host=request.host
+        )
+        return web.json_response({"result": 0, "token": token})
+
+    async def room_view(request: web.Request) -> web.Response:
+        return web.json_response(server.room_view(request.match_info["room_id"]))
+
+    app = web.Application(middlewares=[guard])
+    app.router.add_post(f"{API_PREFIX}/rooms", create_room)
+    app.router.add_get(f"{API_PREFIX}/rooms", list_rooms)
+    app.router.add_get(f"{API_PREFIX}/rooms/{{room_id}}", get_room)
+    app.router.add_delete(f"{API_PREFIX}/rooms/{{room_id}}", delete_room)
+    app.router.add_post(f"{API_PREFIX}/rooms/{{room_id}}/tokens", create_token)
+    app.router.add_get(f"{EMULATOR_PREFIX}/rooms/{{room_id}}", room_view)
+    return app

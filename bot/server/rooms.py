@@ -1,0 +1,323 @@
+"""Rooms, participants and streams: the server's state, pure (no sockets, no asyncio).
+
+The signalling adapter drives these objects and turns what they return into wire events;
+keeping them pure means the bookkeeping (who owns which stream, what a joiner sees, what a
+leaver leaves behind) is tested without a network.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from bot.proto import ServerEvent, StreamInfo, UserInfo
+from bot.proto.token import QUALITIES, ROLES
+
+from .errors import BadRequest, RoomNotFound
+
+Json = dict[str, Any]
+StreamState = Literal["connecting", "ready", "failed"]
+
+PUBLISHING_ROLES = frozenset({"moderator", "participant"})
+
+# What a room gets when POST /rooms leaves a setting out (PROTOCOL.md section 11).
+DEFAULT_SETTINGS: Json = {
+    "description": "",
+    "mode": "group",
+    "scheduled": False,
+    "adhoc": True,
+    "duration": 60,
+    "moderators": "1",
+    "participants": "10",
+    "quality": "SD",
+    "canvas": False,
+    "auto_recording": False,
+    "active_talker": True,
+    "abwd": True,
+}
+SETTING_TYPES: dict[str, tuple[type, ...]] = {
+    "description": (str,),
+    "mode": (str,),
+    "scheduled": (bool,),
+    "adhoc": (bool,),
+    "duration": (int,),
+    "moderators": (str, int),
+    "participants": (str, int),
+    "quality": (str,),
+    "canvas": (bool,),
+    "auto_recording": (bool,),
+    "active_talker": (bool,),
+    "abwd": (bool,),
+    "max_active_talkers": (int,),
+    "media_configuration": (str,),
+}
+MODES = ("group", "lecture")
+
+
+def permissions_for(role: str) -> Json:
+    """Permissions as ``user-connected`` shows them; viewers may not publish."""
+    moderator = role == "moderator"
+    return {
+        "publish": role in PUBLISHING_ROLES,
+        "subscribe": True,
+        "record": moderator,
+        "stats": moderator,
+        "controlhandlers": moderator,
+    }
+
+
+def normalise_settings(settings: object, max_talkers: int) -> Json:
+    """Validated settings with defaults filled in; raises BadRequest naming the field."""
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, dict):
+        raise BadRequest("field 'settings' must be an object")
+    for key, value in settings.items():
+        types = SETTING_TYPES.get(key)
+        if types is None:
+            continue  # unknown settings are kept as given: EnableX has many more
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            names = " or ".join(t.__name__ for t in types)
+            raise BadRequest(f"field 'settings.{key}' must be {names}")
+    if settings.get("quality", "SD") not in QUALITIES:
+        raise BadRequest(f"field 'settings.quality' must be one of {', '.join(QUALITIES)}")
+    if settings.get("mode", "group") not in MODES:
+        raise BadRequest(f"field 'settings.mode' must be one of {', '.join(MODES)}")
+    out = {**DEFAULT_SETTINGS, "max_active_talkers": max_talkers}
+    out.update(settings)
+    return out
+
+
+def _now_iso() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+@dataclass(kw_only=True)
+class Stream:
+    """A published stream; others hear of it (``onAddStream``) once its media leg is ready."""
+
+    id: int
+    client_id: str
+    audio: bool
+    video: bool
+    data: bool = False
+    screen: bool = False
+    name: str = ""
+    state: StreamState = "connecting"
+
+    @property
+    def announced(self) -> bool:
+        return self.state == "ready"
+
+    def info(self) -> StreamInfo:
+        return StreamInfo(
+            id=self.id,
+            client_id=self.client_id,
+            audio=self.audio,
+            video=self.video,
+            data=self.data,
+            screen=self.screen,
+            name=self.name,
+            actual_name=self.name,
+        )
+
+
+@dataclass(kw_only=True)
+class Participant:
+    """One joined socket. ``pending`` holds events for it until its room-connected is out."""
+
+    client_id: str
+    sid: str
+    name: str
+    role: str
+    user_ref: str = ""
+    data: Json = field(default_factory=dict)
+    jti: str = ""
+    audio_muted: bool = False
+    video_muted: bool = False
+    announced: bool = False
+    pending: list[ServerEvent] = field(default_factory=list)
+    subscriptions: set[int] = field(default_factory=set)
+
+    @property
+    def can_publish(self) -> bool:
+        return self.role in PUBLISHING_ROLES
+
+    def user_info(self) -> UserInfo:
+        return UserInfo(
+            client_id=self.client_id,
+            name=self.name,
+            role=self.role,
+            user_ref=self.user_ref,
+            permissions=permissions_for(self.role),
+            audio_muted=self.audio_muted,
+            video_muted=self.video_muted,
+            data=dict(self.data),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Departure:
+    """What a leaving participant left behind, in the order others must hear of it."""
+
+    participant: Participant
+    streams: list[Stream]
+
+
+@dataclass(kw_only=True)
+class Room:
+    room_id: str
+    name: str
+    owner_ref: str = ""
+    settings: Json = field(default_factory=dict)
+    created: str = field(default_factory=_now_iso)
+    conf_num: str = field(default_factory=lambda: f"{secrets.randbelow(10**8):08d}")
+    participants: dict[str, Participant] = field(default_factory=dict)
+    streams: dict[int, Stream] = field(default_factory=dict)
+    last_stream_id: int = 0
+
+    # ------------------------------------------------------------------ descriptions
+
+    def to_rest(self) -> Json:
+        """The room as the REST API returns it."""
+        return {
+            "room_id": self.room_id,
+            "name": self.name,
+            "owner_ref": self.owner_ref,
+            "conf_num": self.conf_num,
+            "created": self.created,
+            "settings": dict(self.settings),
+        }
+
+    def to_meta(self) -> Json:
+        """``room-connected.room``: what the official client reads (PROTOCOL.md section 3)."""
+        keys = (
+            "mode",
+            "moderators",
+            "participants",
+            "quality",
+            "active_talker",
+            "auto_recording",
+            "canvas",
+            "description",
+            "abwd",
+        )
+        settings = {k: self.settings[k] for k in keys if k in self.settings}
+        settings.setdefault("media_configuration", "default")
+        return {
+            "name": self.name,
+            "conf_num": self.conf_num,
+            "owner_ref": self.owner_ref,
+            "created": self.created,
+            "settings": settings,
+            "sharePermissions": {"screen": {"state": "idle"}, "canvas": {"state": "idle"}},
+        }
+
+    @property
+    def quality(self) -> str:
+        return str(self.settings.get("quality", "SD"))
+
+    # ------------------------------------------------------------------ participants
+
+    def add_participant(self, participant: Participant) -> None:
+        self.participants[participant.client_id] = participant
+
+    def others(self, client_id: str) -> Iterator[Participant]:
+        return (p for p in list(self.participants.values()) if p.client_id != client_id)
+
+    def ready_streams(self, exclude_client: str | None = None) -> list[Stream]:
+        return [s for s in self.streams.values() if s.announced and s.client_id != exclude_client]
+
+    def remove_participant(self, client_id: str) -> Departure | None:
+        """Forget a participant and its streams; None if it was not here (idempotent)."""
+        participant = self.participants.pop(client_id, None)
+        if participant is None:
+            return None
+        streams = [s for s in self.streams.values() if s.client_id == client_id]
+        for stream in streams:
+            del self.streams[stream.id]
+        for other in self.participants.values():
+            other.subscriptions.difference_update(s.id for s in streams)
+        return Departure(participant=participant, streams=streams)
+
+    # ------------------------------------------------------------------ streams
+
+    def add_stream(self, participant: Participant, **fields: Any) -> Stream:
+        """A new stream with an id unique in this room (ids are never reused)."""
+        self.last_stream_id += 1
+        stream = Stream(id=self.last_stream_id, client_id=participant.client_id, **fields)
+        self.streams[stream.id] = stream
+        return stream
+
+    def owned_stream(self, client_id: str, stream_id: int) -> Stream | None:
+        stream = self.streams.get(stream_id)
+        return stream if stream is not None and stream.client_id == client_id else None
+
+    def remove_stream(self, stream_id: int) -> Stream | None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            for p in self.participants.values():
+                p.subscriptions.discard(stream_id)
+        return stream
+
+    def initial_num_ats(self, max_talkers: int) -> int:
+        """Large enough that a joiner subscribes to every stream listed (PROTOCOL.md 5)."""
+        return max([max_talkers, *self.streams.keys()])
+
+
+class RoomRegistry:
+    """All rooms of one server (no module-level state: many servers share a process)."""
+
+    def __init__(self, max_talkers: int) -> None:
+        self._rooms: dict[str, Room] = {}
+        self.max_talkers = max_talkers
+
+    def create(self, name: object, settings: object = None, owner_ref: object = "") -> Room:
+        if not isinstance(name, str) or not name.strip():
+            raise BadRequest("field 'name' is required and must be a non-empty string")
+        if not isinstance(owner_ref, str):
+            raise BadRequest("field 'owner_ref' must be a string")
+        room = Room(
+            room_id=secrets.token_hex(12),
+            name=name,
+            owner_ref=owner_ref,
+            settings=normalise_settings(settings, self.max_talkers),
+        )
+        self._rooms[room.room_id] = room
+        return room
+
+    def get(self, room_id: str) -> Room:
+        room = self._rooms.get(room_id)
+        if room is None:
+            raise RoomNotFound(f"no room with id {room_id!r}")
+        return room
+
+    def find(self, room_id: str) -> Room | None:
+        return self._rooms.get(room_id)
+
+    def delete(self, room_id: str) -> Room:
+        room = self.get(room_id)
+        del self._rooms[room_id]
+        return room
+
+    def __iter__(self) -> Iterator[Room]:
+        return iter(list(self._rooms.values()))
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+
+def check_role(role: object) -> str:
+    if not isinstance(role, str) or role not in ROLES:
+        raise BadRequest(f"field 'role' must be one of {', '.join(ROLES)}")
+    return role
+
+
+def as_mapping(value: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    return value
