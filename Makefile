@@ -19,6 +19,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check bot tests bench
+	$(BIN)/mypy --strict bot
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
