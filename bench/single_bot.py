@@ -74,10 +74,10 @@ async def main(runs: int, cpu_window: float) -> None:
         "serve", "--port", str(port), "--app-id", APP_ID, "--app-key", APP_KEY, "--log-format", "json"
     )
     api = f"http://127.0.0.1:{port}/video/v2"
-    auth = aiohttp.BasicAuth(APP_ID, APP_KEY)
+    auth = {"Authorization": aiohttp.BasicAuth(APP_ID, APP_KEY).encode()}
     joins, publishes, cpus = [], [], []
     try:
-        async with aiohttp.ClientSession(auth=auth) as http:
+        async with aiohttp.ClientSession(headers=auth) as http:
             for _ in range(50):
                 try:
                     async with http.post(f"{api}/rooms", json={"name": "bench"}) as r:

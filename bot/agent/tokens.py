@@ -35,7 +35,7 @@ class RestTokens:
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.room_id = room_id
-        self._auth = aiohttp.BasicAuth(app_id, app_key)
+        self._auth = {"Authorization": aiohttp.BasicAuth(app_id, app_key).encode()}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     def __repr__(self) -> str:
@@ -48,7 +48,7 @@ class RestTokens:
         try:
             async with (
                 aiohttp.ClientSession(timeout=self._timeout) as http,
-                http.post(url, json=body, auth=self._auth) as resp,
+                http.post(url, json=body, headers=self._auth) as resp,
             ):
                 try:
                     data: Any = await resp.json(content_type=None)
