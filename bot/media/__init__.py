@@ -85,3 +85,20 @@ def open_media(
         source.audio_track() if want_audio else None,
         source.video_track() if want_video else None,
     )
+
+
+# Shared media: encode once per process, or send a pre-encoded file, to many bots (appended here
+# so the import block above stays as it is).
+from .encoded import EncodedFileSource  # noqa: E402
+from .fanout import PacketStream, PacketTrack  # noqa: E402
+from .shared import SharedEncoder, SharedMedia, SyntheticVideoEncoder, ToneAudioEncoder  # noqa: E402
+
+__all__ += [
+    "EncodedFileSource",
+    "PacketStream",
+    "PacketTrack",
+    "SharedEncoder",
+    "SharedMedia",
+    "SyntheticVideoEncoder",
+    "ToneAudioEncoder",
+]
