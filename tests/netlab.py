@@ -114,26 +114,23 @@ class NetLab:
     def restore(self) -> None:
         sh("ip", "-n", self.bot_ns, "link", "set", self.bot_dev, "up")
 
-    def throttle(self, rate_kbit: int, loss_pct: float = 0.0, delay_ms: int = 0) -> None:
-        """Limit what the bot can send (its egress) with netem rate + loss."""
-        args = [
-            "tc",
-            "-n",
-            self.bot_ns,
-            "qdisc",
-            "replace",
-            "dev",
-            self.bot_dev,
-            "root",
-            "netem",
-            "rate",
-            f"{rate_kbit}kbit",
-        ]
+    def throttle(self, rate_kbit: int, loss_pct: float = 0.0, delay_ms: int = 0) -> str:
+        """Limit what the bot can send (its egress). Returns the qdisc used.
+
+        netem (rate + random loss + delay) where the kernel has it; otherwise tbf, whose short
+        queue tail-drops what exceeds the rate: real loss, but only while the offered load is
+        above ``rate_kbit`` (some kernels here ship without netem).
+        """
+        dev = ["tc", "-n", self.bot_ns, "qdisc", "replace", "dev", self.bot_dev, "root"]
+        netem = [*dev, "netem", "rate", f"{rate_kbit}kbit"]
         if loss_pct:
-            args += ["loss", f"{loss_pct}%"]
+            netem += ["loss", f"{loss_pct}%"]
         if delay_ms:
-            args += ["delay", f"{delay_ms}ms"]
-        sh(*args)
+            netem += ["delay", f"{delay_ms}ms"]
+        if sh(*netem, check=False).returncode == 0:
+            return "netem"
+        sh(*dev, "tbf", "rate", f"{rate_kbit}kbit", "burst", "4kb", "latency", f"{max(delay_ms, 50)}ms")
+        return "tbf"
 
     def unthrottle(self) -> None:
         sh("tc", "-n", self.bot_ns, "qdisc", "del", "dev", self.bot_dev, "root", check=False)
