@@ -102,3 +102,16 @@ __all__ += [
     "SyntheticVideoEncoder",
     "ToneAudioEncoder",
 ]
+
+# Sinks for received media: count, record (no decoding) or decode.
+from .bitstream import is_keyframe  # noqa: E402
+from .sinks import DiscardSink, EncodedSink, FrameSink, RecordSink, make_sink  # noqa: E402
+
+__all__ += [
+    "DiscardSink",
+    "EncodedSink",
+    "FrameSink",
+    "RecordSink",
+    "is_keyframe",
+    "make_sink",
+]
