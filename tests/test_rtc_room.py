@@ -393,7 +393,7 @@ async def test_server_going_away_is_2002() -> None:
         rid = str(srv.create_room(name="doomed")["room_id"])
         rtc = EnxRtc(label="orphan")
         rec = Recorder(rtc)
-        await rtc.join_room(srv.mint_token(rid, name="o"), AV)
+        await rtc.join_room(srv.mint_token(rid, name="o"), AV, {"allow_reconnect": False})
         await rec.wait_for("on_published_stream")
     finally:
         await srv.aclose()

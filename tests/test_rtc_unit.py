@@ -189,7 +189,7 @@ def test_every_flutter_method_and_callback_exists() -> None:
         "on_room_bandwidth_alert", "on_bandwidth_updated", "on_remote_stream_audio_mute",
         "on_remote_stream_audio_unmute", "on_remote_stream_video_mute",
         "on_remote_stream_video_unmute", "on_connection_lost", "on_connection_interrupted",
-        "on_reconnect", "on_user_reconnect_success",
+        "on_reconnect", "on_user_reconnect_success", "on_room_bandwidth_restored",
     }  # fmt: skip
     assert brief == set(CALLBACK_NAMES)
 
@@ -323,12 +323,14 @@ EXPECTED_FROM_TRACE = [
     "on_room_bandwidth_alert",
     "on_bandwidth_updated",
     "on_bandwidth_updated",
+    "on_room_bandwidth_restored",  # the one low stream is restored
     "on_bandwidth_updated",
     "on_bandwidth_updated",  # PublisherBandwidth 300
     "on_bandwidth_updated",  # any other id
     "on_room_bandwidth_alert",  # 1.x onSelfBandwidthAlert
     "on_bandwidth_updated",  # 1.x onBandwidthAlert
     "on_bandwidth_updated",
+    "on_room_bandwidth_restored",
     "on_active_talker_list",
     "on_active_talker_list",
     "on_bandwidth_updated",  # PublisherBandwidth 1

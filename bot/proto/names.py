@@ -33,6 +33,18 @@ FLUTTER_CALLBACKS: dict[str, tuple[str, str]] = {
     "onUnPublishedStream": ("on_unpublished_stream", 'dict: {result: "0", msg, streamId}'),
     "onStreamAdded": ("on_stream_added", "dict: the stream (id, clientId, audio, video, ...)"),
     "onStreamRemoved": ("on_stream_removed", "dict: {id}"),
+    "onConnectionLost": ("on_connection_lost", "dict: {cause: 1163, msg}; reconnection starts"),
+    "onConnectionInterrupted": (
+        "on_connection_interrupted",
+        "dict: {cause: 1163, msg}; the local network path changed; reconnection starts",
+    ),
+    "onReconnect": ("on_reconnect", "dict: {attempt, attempts, msg} before each rejoin attempt"),
+    "onUserReconnectSuccess": (
+        "on_user_reconnect_success",
+        "dict: as onRoomConnected, plus attempt, elapsed_ms, streamId (the new stream)",
+    ),
+    "onRoomBandwidthAlert": ("on_room_bandwidth_alert", "dict: {message: SubscriberBandWidth, bandwidth}"),
+    "onBandWidthUpdated": ("on_bandwidth_updated", "dict: {id, msg} (bw-alert list, PublisherBandwidth)"),
 }
 
 # Flutter method -> EnxRtc method
@@ -43,6 +55,7 @@ FLUTTER_METHODS: dict[str, str] = {
     "getSelectedDevice": "get_selected_device",
     "muteSelfAudio": "mute_self_audio",
     "muteSelfVideo": "mute_self_video",
+    "setAudioOnlyMode": "set_audio_only_mode",
     "getUserList": "get_user_list",
     "whoAmI": "who_am_i",
     "getRoomId": "get_room_id",

@@ -27,6 +27,7 @@ CallbackName = Literal[
     "on_stream_removed",
     "on_active_talker_list",
     "on_room_bandwidth_alert",
+    "on_room_bandwidth_restored",
     "on_bandwidth_updated",
     "on_remote_stream_audio_mute",
     "on_remote_stream_audio_unmute",

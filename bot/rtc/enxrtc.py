@@ -8,6 +8,15 @@ events in arrival order from one queue, updates the room state and fires the cal
 callbacks fire in server order. Publishing runs in its own task (gathering and waiting for the
 media server), but its ``ready`` is seen by the dispatcher, and its failures are posted to the
 same queue. Everything an instance owns hangs off the instance: many live in one process.
+
+Surviving the network (PROTOCOL.md section 8; policy in ``reconnect.py``): a loss is the socket
+closing without our asking (python-socketio's disconnect, Engine.IO's ping timeout included), the
+publish leg failing, or the media server no longer acknowledging our media (``publication.py``).
+The dispatcher then fires ``on_connection_lost`` (``on_connection_interrupted`` when the local
+network path the media used is gone), and a reconnect task re-runs the join with a
+:class:`~bot.rtc.messages.Rejoin`: new socket, ``token`` with the rejoin fields, re-publish with
+a new stream id (the old one is never unpublished), ``on_user_reconnect_success``. Giving up
+ends the session like any other loss: ``on_room_disconnected {cause: 1165|1166|1178}``.
 """
 
 from __future__ import annotations
@@ -17,9 +26,10 @@ import time
 from collections import deque
 from collections.abc import Coroutine, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import structlog
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
@@ -48,13 +58,15 @@ from bot.proto import (
 )
 from bot.proto.events import MediaKind
 
-from . import devices
+from . import devices, reconnect
+from .bandwidth import BandwidthState, CapVideo, HoldVideo, Notify
 from .callbacks import Callback, CallbackName, Json, invoke
 from .errors import MediaError, RoomError, SignallingError
 from .messages import Rejoin, client_conn_event, publish_request, token_request
 from .options import LocalInfo, RoomInfo
 from .peer import PublishLeg
 from .publication import LocalPublication
+from .reconnect import GiveUp, ReconnectPolicy
 from .signalling import Inbound, Signalling, SocketClosed, signalling_url
 from .state import RoomState
 
@@ -70,7 +82,10 @@ UNEXPECTED_DISCONNECT: Json = {
 
 _log = structlog.get_logger(__name__)
 
-Phase = Literal["idle", "connecting", "connected", "disconnecting", "disconnected"]
+Phase = Literal["idle", "connecting", "connected", "reconnecting", "disconnecting", "disconnected"]
+IN_ROOM: frozenset[Phase] = frozenset({"connected", "reconnecting"})
+"""Phases in which the application is in a room (it heard on_room_connected, not yet left)."""
+VideoHold = Literal["audio_only_mode", "bandwidth"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +96,15 @@ class _MediaFailed:
     error: RoomError
 
 
-_Item = Inbound | _MediaFailed
+@dataclass(frozen=True)
+class _LinkLost:
+    """Posted when a ready publish leg broke or went silent and reconnection is allowed."""
+
+    publication: LocalPublication
+    reason: str
+
+
+_Item = Inbound | _MediaFailed | _LinkLost
 
 
 class EnxRtc:
@@ -103,19 +126,23 @@ class EnxRtc:
     on_stream_removed: Callback | None
     on_active_talker_list: Callback | None
     on_room_bandwidth_alert: Callback | None
+    """The room says our downlink cannot carry its video (``SubscriberBandWidth``)."""
+    on_room_bandwidth_restored: Callback | None
+    """That alert is lifted, or every remote stream reported low is ``restored`` again."""
     on_bandwidth_updated: Callback | None
     on_remote_stream_audio_mute: Callback | None
     on_remote_stream_audio_unmute: Callback | None
     on_remote_stream_video_mute: Callback | None
     on_remote_stream_video_unmute: Callback | None
     on_connection_lost: Callback | None
-    """Fired by reconnection (a later issue)."""
+    """``{cause: 1163, msg}``: the connection broke; reconnection starts (if allowed)."""
     on_connection_interrupted: Callback | None
-    """Fired by reconnection (a later issue)."""
+    """As ``on_connection_lost``, when the local network path (address, route) is gone."""
     on_reconnect: Callback | None
-    """Fired by reconnection (a later issue)."""
+    """``{attempt, attempts, msg}`` before each rejoin attempt."""
     on_user_reconnect_success: Callback | None
-    """Fired by reconnection (a later issue)."""
+    """Back in the room: the room payload (as ``on_room_connected``) plus ``attempt``,
+    ``elapsed_ms`` (from the loss) and ``streamId`` (our new stream, None if not publishing)."""
 
     def __init__(
         self,
@@ -135,6 +162,7 @@ class EnxRtc:
         self.on_stream_removed = None
         self.on_active_talker_list = None
         self.on_room_bandwidth_alert = None
+        self.on_room_bandwidth_restored = None
         self.on_bandwidth_updated = None
         self.on_remote_stream_audio_mute = None
         self.on_remote_stream_audio_unmute = None
@@ -170,6 +198,14 @@ class EnxRtc:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._leaving: asyncio.Future[None] | None = None
         self._disconnected: asyncio.Future[Json] | None = None
+        self._holds: set[VideoHold] = set()
+        self._bw = BandwidthState()
+        self._last_client_id: str | None = None
+        self._lost_at = 0.0
+        self._reconnector: asyncio.Task[None] | None = None
+        self._attempt: asyncio.Future[int] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._firing: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ public: lifecycle
 
@@ -254,6 +290,37 @@ class EnxRtc:
         """As :meth:`mute_self_audio`, for video."""
         await self._mute_self("video", mute)
 
+    async def set_audio_only_mode(self, enable: bool) -> None:
+        """Stop (or resume) sending video while staying published and keeping audio (Flutter
+        ``setAudioOnlyMode``); the room is told ``user-video-muted``/``-unmuted``. Independent
+        of :meth:`mute_self_video`: video flows only when neither holds it. RoomError 1171
+        when not in a room."""
+        if self._phase not in IN_ROOM or self._room is None:
+            raise RoomError(ErrorCode.ROOM_NOT_CONNECTED, "cannot set audio-only mode: not in a room")
+        await self._hold_video("audio_only_mode", enable)
+
+    async def stats(self) -> Json:
+        """What our publish leg is doing: ``{"publish": None}`` when not publishing, else
+        ``{"publish": {streamId, state, connectionState, selectedPair: {local, remote} |
+        None, packetsSent: {kind: n}, sending: {kind: bool}, videoBitrate}}`` where each side
+        of ``selectedPair`` is ``{type, address, port, protocol, relatedAddress}``."""
+        publication = self._publication
+        if publication is None:
+            return {"publish": None}
+        leg = publication.leg
+        pair = publication.selected_pair()
+        return {
+            "publish": {
+                "streamId": publication.stream_id,
+                "state": publication.state,
+                "connectionState": leg.connection_state,
+                "selectedPair": None if pair is None else pair.to_dict(),
+                "packetsSent": await leg.sent_packets(),
+                "sending": {kind: leg.is_sending(kind) for kind in leg.kinds},
+                "videoBitrate": leg.video_bitrate,
+            }
+        }
+
     def get_devices(self) -> list[str]:
         """Audio output devices (Flutter ``getDevices``): headless, so only ``NONE``."""
         return list(devices.AVAILABLE)
@@ -317,9 +384,27 @@ class EnxRtc:
 
     # ------------------------------------------------------------------ joining
 
-    async def _join(self, envelope: TokenEnvelope, rejoin: Rejoin | None = None) -> None:
-        """The whole join sequence, from socket to ``on_room_connected`` and the publish task.
-        Written to be re-run with ``rejoin`` by a reconnect loop."""
+    async def _join(self, envelope: TokenEnvelope) -> None:
+        """The first join: session, ``on_room_connected``, the dispatcher, publishing."""
+        signalling, inbox, room, early = await self._open(envelope)
+        self._phase = "connected"
+        self._log.debug("room_joined", users=len(room.users), streams=len(room.streams))
+        await self._fire("on_room_connected", room.connected_payload())
+        if self._phase != "connected":  # the callback disconnected
+            return
+        self._dispatcher = asyncio.create_task(self._dispatch(inbox, early), name=f"{self._label}-dispatcher")
+        if self._may_publish(room):
+            try:
+                self._start_publishing(room, signalling)
+            except Exception as exc:  # e.g. aiortc refusing the ICE configuration
+                self._log.exception("publish_failed")
+                await self._fire("on_room_error", MediaError(f"cannot start publishing: {exc}").to_payload())
+
+    async def _open(
+        self, envelope: TokenEnvelope, rejoin: Rejoin | None = None
+    ) -> tuple[Signalling, asyncio.Queue[_Item], RoomState, list[_Item]]:
+        """One signalling session, from socket to ``room-connected`` (and the two requests
+        the official client makes right after). Shared by the first join and every rejoin."""
         inbox: asyncio.Queue[_Item] = asyncio.Queue()
         self._inbox = inbox
         signalling = Signalling(
@@ -337,10 +422,14 @@ class EnxRtc:
                 )
             raise RoomError(ack.result, f"room server {envelope.host} refused the token: {ack.msg or '?'}")
         self._external_ip = str(ack.fields.get("connectedIP", ""))
+        client_id = ack.fields.get("clientId")
+        if isinstance(client_id, str) and client_id:
+            self._last_client_id = client_id  # what the server now knows us as, for a rejoin
 
         connected, early = await self._wait_room_connected(inbox, envelope.host)
         room = RoomState(connected)
         self._room = room
+        self._last_client_id = room.client_id
         self._log = self._log.bind(room=room.room_id, client_id=room.client_id)
 
         max_talkers, _ = await asyncio.gather(
@@ -364,19 +453,10 @@ class EnxRtc:
                 room.max_talkers = value
         else:
             self._log.warning("max_talkers_unknown", answer=repr(max_talkers))
-
-        self._phase = "connected"
-        self._log.debug("room_joined", users=len(room.users), streams=len(room.streams))
-        await self._fire("on_room_connected", room.connected_payload())
-        if self._phase != "connected":  # the callback disconnected
-            return
-        self._dispatcher = asyncio.create_task(self._dispatch(inbox, early), name=f"{self._label}-dispatcher")
-        if self._may_publish(room):
-            try:
-                self._start_publishing(room, signalling)
-            except Exception as exc:  # e.g. aiortc refusing the ICE configuration
-                self._log.exception("publish_failed")
-                await self._fire("on_room_error", MediaError(f"cannot start publishing: {exc}").to_payload())
+        # our own mute state, as the room will hear it once we publish
+        for kind in ("audio", "video"):
+            room.set_self_muted(kind, not self._sending(kind))
+        return signalling, inbox, room, early
 
     async def _wait_room_connected(
         self, inbox: asyncio.Queue[_Item], host: str
@@ -434,6 +514,13 @@ class EnxRtc:
             self._owned[kind] = AudioStreamTrack() if kind == "audio" else VideoStreamTrack()
         return self._owned[kind]
 
+    def _sending(self, kind: MediaKind) -> bool:
+        """Whether ``kind`` should flow: not muted by the app, and for video not held by
+        audio-only mode or the room's bandwidth verdict."""
+        if self._muted[kind]:
+            return False
+        return kind != "video" or not self._holds
+
     def _start_publishing(self, room: RoomState, signalling: Signalling) -> None:
         wanted: dict[MediaKind, bool] = {
             "audio": self._local.audio,
@@ -447,21 +534,30 @@ class EnxRtc:
                 publication.leg_failed(reason)
 
         def broken(reason: str) -> None:
-            if publication is not None:
+            if publication is None:
+                return
+            if self._room_info.allow_reconnect:
+                self._post(_LinkLost(publication, reason))
+            else:
                 self._post(_MediaFailed(publication, MediaError(reason)))
 
         leg = PublishLeg(
             tracks={k: self._track(k) for k in kinds},
             ice_servers=room.connected.ice_servers,
             force_turn=self._room_info.force_turn,
-            muted=self._muted,
+            muted={k: not self._sending(k) for k in kinds},
             on_failed=leg_failed,
             log=self._log,
+        )
+        if self._bw.cap_kbps is not None:
+            leg.set_video_cap(self._bw.cap_kbps * 1000)
+        local = replace(
+            self._local, audio_muted=not self._sending("audio"), video_muted=not self._sending("video")
         )
         publication = LocalPublication(
             signalling=signalling,
             leg=leg,
-            request=publish_request(self._local, room.connected, video=not self._room_info.audio_only),
+            request=publish_request(local, room.connected, video=not self._room_info.audio_only),
             force_turn=self._room_info.force_turn,
             on_broken=broken,
             log=self._log,
@@ -470,25 +566,38 @@ class EnxRtc:
         self._publish_task = asyncio.create_task(self._publish(publication), name=f"{self._label}-publish")
 
     async def _publish(self, publication: LocalPublication) -> None:
+        """Publish, then (when reconnection is allowed) watch that the media server still
+        hears us, for as long as the leg is ready."""
         try:
             await publication.run()
         except RoomError as err:
             self._post(_MediaFailed(publication, err))
+            return
         except Exception as exc:  # a bug or an aiortc surprise: still a media failure
             self._log.exception("publish_failed")
             self._post(_MediaFailed(publication, MediaError(f"publishing failed: {exc!r}")))
+            return
+        if self._room_info.allow_reconnect:
+            await publication.watch()
 
     async def _published(self, publication: LocalPublication, stream_id: int) -> None:
-        """``ready``: tell the room our mute state (as the official client does), then the app."""
+        """``ready``: tell the room our mute state (as the official client does), then the app
+        (a rejoin's re-publish is reported by ``on_user_reconnect_success`` instead)."""
         self._published_stream_id = stream_id
         self._log.debug("stream_published", stream_id=stream_id)
         changes: list[tuple[MediaKind, bool]] = []
         for kind in publication.leg.kinds:
             at_publish = publication.request.mute_audio if kind == "audio" else publication.request.mute_video
-            if self._muted[kind] or at_publish:
-                changes.append((kind, self._muted[kind]))
+            muted = not self._sending(kind)
+            if muted or at_publish:
+                changes.append((kind, muted))
         if changes:
             self._spawn(self._send_mutes(changes), "mute-on-join")
+        attempt = self._attempt
+        if self._phase == "reconnecting" and attempt is not None:
+            if not attempt.done():
+                attempt.set_result(stream_id)
+            return
         await self._fire("on_published_stream", {"result": "0", "msg": "success", "streamId": stream_id})
 
     async def _send_mutes(self, changes: list[tuple[MediaKind, bool]]) -> None:
@@ -497,8 +606,8 @@ class EnxRtc:
 
     async def _request_mute(self, kind: MediaKind, muted: bool) -> None:
         signalling = self._signalling
-        if signalling is None:
-            return
+        if signalling is None or not signalling.connected:
+            return  # a rejoin's re-publish tells the room
         try:
             ack = await signalling.request(SelfMuteRequest(kind=kind, muted=muted))
         except RoomError as err:
@@ -508,10 +617,16 @@ class EnxRtc:
             self._log.warning("mute_refused", kind=kind, muted=muted, code=ack.result, msg=ack.msg)
 
     async def _media_failed(self, item: _MediaFailed) -> None:
-        """A publish leg that did not come up or broke: drop it, tell the app (1160)."""
+        """A publish leg that did not come up or broke: drop it, tell the app (1160). During a
+        rejoin attempt it fails the attempt instead (the next one publishes again)."""
         publication = item.publication
         if publication is not self._publication:
             return  # already replaced or torn down
+        attempt = self._attempt
+        if self._phase == "reconnecting" and attempt is not None:
+            if not attempt.done():
+                attempt.set_exception(item.error)
+            return
         self._publication = None
         self._log.warning("media_failed", code=item.error.code, msg=item.error.msg)
         stream_id = publication.stream_id
@@ -524,19 +639,40 @@ class EnxRtc:
         await self._fire("on_room_error", item.error.to_payload())
 
     async def _mute_self(self, kind: MediaKind, mute: bool) -> None:
-        if self._phase != "connected" or self._room is None:
+        if self._phase not in IN_ROOM or self._room is None:
             raise RoomError(ErrorCode.ROOM_NOT_CONNECTED, f"cannot mute {kind}: not in a room")
         if self._muted[kind] == mute:
             self._log.debug("mute_unchanged", kind=kind, muted=mute)
             return
+        before = self._sending(kind)
         self._muted[kind] = mute
-        self._room.set_self_muted(kind, mute)
+        await self._media_changed(kind, before)
+
+    async def _hold_video(self, reason: VideoHold, hold: bool) -> None:
+        if (reason in self._holds) == hold:
+            self._log.debug("video_hold_unchanged", reason=reason, hold=hold)
+            return
+        before = self._sending("video")
+        if hold:
+            self._holds.add(reason)
+        else:
+            self._holds.discard(reason)
+        self._log.debug("video_hold", reason=reason, hold=hold)
+        await self._media_changed("video", before)
+
+    async def _media_changed(self, kind: MediaKind, before: bool) -> None:
+        """Gate the sender to the new state and, if what the room sees changed, tell it
+        (once our stream is ready; before that ``_published`` does)."""
+        after = self._sending(kind)
         publication = self._publication
         if publication is not None:
-            publication.leg.set_sending(kind, not mute)
+            publication.leg.set_sending(kind, after)
+        if self._room is not None:
+            self._room.set_self_muted(kind, not after)
+        if before == after:
+            return
         if publication is None or publication.state == "ready":
-            await self._request_mute(kind, mute)
-        # else: sent once the stream is ready (_published)
+            await self._request_mute(kind, not after)
 
     # ------------------------------------------------------------------ the dispatcher
 
@@ -547,7 +683,7 @@ class EnxRtc:
     async def _dispatch(self, inbox: asyncio.Queue[_Item], early: list[_Item]) -> None:
         """The one consumer of server events: state updates and callbacks, in arrival order."""
         backlog = deque(early)  # arrived before room-connected: first, in order
-        while self._phase == "connected":
+        while self._phase in IN_ROOM and self._inbox is inbox:
             item = backlog.popleft() if backlog else await inbox.get()
             self._dispatcher_busy = True
             try:
@@ -562,7 +698,10 @@ class EnxRtc:
         assert room is not None
         match item:
             case SocketClosed(reason=reason):
-                await self._connection_lost(reason)
+                await self._connection_lost(f"signalling connection closed ({reason})")
+            case _LinkLost():
+                if item.publication is self._publication:
+                    await self._connection_lost(item.reason)
             case _MediaFailed():
                 await self._media_failed(item)
             case UserConnected(user=user):
@@ -618,52 +757,220 @@ class EnxRtc:
             await self._published(publication, item.stream_id)
 
     async def _bandwidth(self, event: BandwidthEvent) -> None:
-        msg = event.msg
-        if (
-            event.id == "publisher-bw"
-            and isinstance(msg, dict)
-            and msg.get("message") == "SubscriberBandWidth"
-        ):
-            await self._fire("on_room_bandwidth_alert", dict(msg))
-        else:
-            await self._fire("on_bandwidth_updated", event.to_payload())
+        """Carry out what ``bandwidth.py`` decided: callbacks, the video cap, stopping video."""
+        for action in self._bw.apply(event):
+            match action:
+                case Notify(callback=callback, payload=payload):
+                    await self._fire(callback, payload)
+                case CapVideo(kbps=kbps):
+                    self._log.debug("video_cap", kbps=kbps)
+                    publication = self._publication
+                    if publication is not None and not publication.leg.set_video_cap(
+                        None if kbps is None else kbps * 1000
+                    ):
+                        self._log.debug("video_cap_not_applied", kbps=kbps)
+                case HoldVideo(hold=hold):
+                    await self._hold_video("bandwidth", hold)
 
     async def _fire(self, name: CallbackName, payload: Json) -> None:
         self._log.debug("callback", callback=name)
-        await invoke(getattr(self, name), payload, name=name, log=self._log)
+        task = asyncio.current_task()
+        if task is not None:
+            self._firing.add(task)
+        try:
+            await invoke(getattr(self, name), payload, name=name, log=self._log)
+        finally:
+            if task is not None:
+                self._firing.discard(task)
 
     # ------------------------------------------------------------------ leaving
 
     async def _connection_lost(self, reason: str) -> None:
-        """The socket ended without us asking. Reconnection (a later issue) slots in here:
-        re-run :meth:`_join` with a :class:`Rejoin`. For now the room is left."""
-        self._log.warning("connection_lost", reason=reason)
-        if self._leaving is None:
-            self._leaving = asyncio.ensure_future(self._finish(UNEXPECTED_DISCONNECT, leave=False))
-        await asyncio.shield(self._leaving)
+        """The connection broke (socket closed, leg failed or silent). Without reconnection
+        the room is left (2002); during a rejoin attempt, that attempt fails; otherwise drop
+        the session, tell the app, and start reconnecting."""
+        if self._phase == "reconnecting":
+            attempt = self._attempt
+            if attempt is not None and not attempt.done():
+                attempt.set_exception(SignallingError(reason))
+            return
+        if self._phase != "connected":
+            return
+        if not self._room_info.allow_reconnect or self._envelope is None:  # no token: no rejoin
+            self._log.debug("connection_lost", reason=reason, reconnect=False)
+            if self._leaving is None:
+                self._leaving = asyncio.ensure_future(self._finish(UNEXPECTED_DISCONNECT, leave=False))
+            await asyncio.shield(self._leaving)
+            return
+        self._lost_at = time.monotonic()
+        gone = self._path_gone()  # before the leg (and its selected pair) is closed
+        self._phase = "reconnecting"
+        self._inbox = None  # this dispatcher stops after this item
+        await self._teardown(leave=False, retire=True)
+        payload = {"cause": int(ErrorCode.NETWORK_DISCONNECTED), "msg": reason if gone is None else gone}
+        if gone is None:
+            self._log.debug("connection_lost", reason=reason)
+            await self._fire("on_connection_lost", payload)
+        else:
+            self._log.debug("connection_interrupted", reason=reason, path=gone)
+            await self._fire("on_connection_interrupted", payload)
+        if self._phase == "reconnecting":  # the callback may have disconnected
+            self._reconnector = asyncio.create_task(self._reconnect(reason), name=f"{self._label}-reconnect")
+
+    def _path_gone(self) -> str | None:
+        """Whether the local network path changed (Flutter ``onConnectionInterrupted``): the
+        address our media used is gone, or no route leads to the server any more."""
+        publication = self._publication
+        if publication is not None:
+            gone = publication.leg.path_gone()
+            if gone is not None:
+                return gone
+        envelope = self._envelope
+        if envelope is None:
+            return None
+        return reconnect.route_problem(urlsplit(f"//{envelope.host}").hostname or envelope.host)
+
+    async def _reconnect(self, reason: str) -> None:
+        """Rejoin attempts until one succeeds or the policy gives up (then leave, 11xx)."""
+        envelope = self._envelope
+        assert envelope is not None
+        policy = ReconnectPolicy.from_room_info(self._room_info)
+        deadline = self._lost_at + policy.budget_s
+        last_error = reason
+        try:
+            for attempt in range(1, policy.attempts + 1):
+                pause = min(policy.delay_before(attempt), deadline - time.monotonic())
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                try:
+                    await reconnect.wait_for_network(
+                        envelope.host, self._detection_url(), deadline, self._log
+                    )
+                except TimeoutError as exc:
+                    raise reconnect.timed_out(policy.budget_s, str(exc) or last_error) from None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise reconnect.timed_out(policy.budget_s, last_error)
+                self._log.debug("reconnect", attempt=attempt, attempts=policy.attempts)
+                await self._fire(
+                    "on_reconnect", {"attempt": attempt, "attempts": policy.attempts, "msg": last_error}
+                )
+                if self._phase != "reconnecting":
+                    return  # the app disconnected
+                try:
+                    stream_id = await self._rejoin(envelope, attempt, min(left, policy.attempt_timeout_s))
+                except RoomError as err:
+                    await self._abandon_attempt()
+                    if err.code in reconnect.REFUSAL_CODES:
+                        raise reconnect.refused(err.code, err.msg) from None
+                    last_error = f"{err.code}: {err.msg}"
+                except TimeoutError:
+                    await self._abandon_attempt()
+                    last_error = (
+                        f"attempt {attempt} took longer than {min(left, policy.attempt_timeout_s):.1f} s"
+                    )
+                else:
+                    await self._reconnected(attempt, stream_id)
+                    return
+                self._log.debug("reconnect_failed", attempt=attempt, error=last_error)
+                if time.monotonic() >= deadline:
+                    raise reconnect.timed_out(policy.budget_s, last_error)
+            raise reconnect.exhausted(policy.attempts, last_error)
+        except GiveUp as give_up:
+            payload = give_up.payload
+        except Exception as exc:  # a bug: still leave the room, never hang in "reconnecting"
+            self._log.exception("reconnect_crashed")
+            payload = reconnect.exhausted(policy.attempts, f"internal error: {exc!r}").payload
+        if self._phase == "reconnecting" and self._leaving is None:
+            self._leaving = asyncio.ensure_future(self._finish(payload, leave=False))
+
+    def _detection_url(self) -> str | None:
+        room = self._room
+        return None if room is None else room.connected.internet_detection_url
+
+    async def _rejoin(self, envelope: TokenEnvelope, attempt: int, within: float) -> int | None:
+        """One rejoin attempt: a new session announcing the old client id, then (if we
+        publish) a new stream, up to ``ready``. Returns its id. Raises RoomError/TimeoutError;
+        whatever it opened is left for :meth:`_abandon_attempt`."""
+        room = self._room
+        assert room is not None
+        rejoin = Rejoin(
+            attempt=attempt,
+            old_client_id=self._last_client_id or room.client_id,
+            room_id=room.room_id,
+            role=room.me.role,
+            name=room.me.name,
+        )
+        # the room's bandwidth verdicts were about the old connection
+        self._bw = BandwidthState()
+        self._holds.discard("bandwidth")
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(within):
+            signalling, inbox, new_room, early = await self._open(envelope, rejoin)
+            self._dispatcher = asyncio.create_task(
+                self._dispatch(inbox, early), name=f"{self._label}-dispatcher"
+            )
+            if not self._may_publish(new_room):
+                return None
+            self._attempt = loop.create_future()
+            self._start_publishing(new_room, signalling)
+            return await self._attempt
+
+    async def _abandon_attempt(self) -> None:
+        """Close what a failed attempt opened (its session, its leg), in the background."""
+        self._attempt = None
+        self._inbox = None
+        await self._stop_dispatcher()
+        await self._teardown(leave=False, retire=True)
+
+    async def _reconnected(self, attempt: int, stream_id: int | None) -> None:
+        room = self._room
+        assert room is not None
+        self._attempt = None
+        self._phase = "connected"
+        elapsed_ms = round((time.monotonic() - self._lost_at) * 1000, 1)
+        self._log.debug("user_reconnect_success", attempt=attempt, elapsed_ms=elapsed_ms, stream_id=stream_id)
+        await self._fire(
+            "on_user_reconnect_success",
+            {**room.connected_payload(), "attempt": attempt, "elapsed_ms": elapsed_ms, "streamId": stream_id},
+        )
 
     async def _finish(self, payload: Json, *, leave: bool) -> None:
-        """The one way out of a room: stop the dispatcher, close the leg, say goodbye (when
-        ``leave``), close the socket, stop our own tracks, then the callbacks."""
+        """The one way out of a room: stop the dispatcher (and reconnection), close the leg,
+        say goodbye (when ``leave``), close the socket, stop our own tracks, then the
+        callbacks."""
         was = self._phase
         if was in ("disconnecting", "disconnected"):
             return  # a failed join already cleaned up
         self._phase = "disconnecting"
         if was == "connecting":
             self._post(SocketClosed(reason="disconnect() called"))  # wakes a waiting join
+        await self._stop_reconnector()
         await self._stop_dispatcher()
         stream_id = self._published_stream_id
         await self._teardown(leave=leave)
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         self._stop_owned_tracks()
         self._phase = "disconnected"
-        self._log.debug("room_left", cause=payload["cause"], msg=payload["msg"])
-        if was == "connected":
-            if stream_id is not None and leave:
+        self._log.debug("room_disconnected", cause=payload["cause"], msg=payload["msg"])
+        if was in IN_ROOM:
+            if stream_id is not None and leave and was == "connected":
                 await self._fire(
                     "on_unpublished_stream", {"result": "0", "msg": "success", "streamId": stream_id}
                 )
             await self._fire("on_room_disconnected", dict(payload))
         self._resolve_disconnected(payload)
+
+    async def _stop_reconnector(self) -> None:
+        """Cancel reconnection, unless it is the caller or inside an app callback (which may
+        be awaiting this very disconnect): then it sees the phase and stops by itself."""
+        task, self._reconnector = self._reconnector, None
+        if task is None or task.done() or task is asyncio.current_task() or task in self._firing:
+            return
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
 
     async def _stop_dispatcher(self) -> None:
         """Cancel the dispatcher while it waits for an event; if it is busy (inside a callback
@@ -676,9 +983,10 @@ class EnxRtc:
             with suppress(asyncio.CancelledError):
                 await task
 
-    async def _teardown(self, *, leave: bool) -> None:
+    async def _teardown(self, *, leave: bool, retire: bool = False) -> None:
         """Close the publish leg and the socket (after ``unpublish`` and ``drop`` if
-        ``leave``). Leaves the callbacks and the phase to the caller."""
+        ``leave``). Leaves the callbacks and the phase to the caller. ``retire``: the socket
+        is closed in the background (a dead link may hold its close for a second)."""
         publication, self._publication = self._publication, None
         task, self._publish_task = self._publish_task, None
         if task is not None and task is not asyncio.current_task():
@@ -695,6 +1003,11 @@ class EnxRtc:
             await publication.close()
         signalling, self._signalling = self._signalling, None
         if signalling is None:
+            return
+        if retire:
+            closing = asyncio.create_task(signalling.close(), name=f"{self._label}-retire")
+            self._retiring.add(closing)
+            closing.add_done_callback(self._retiring.discard)
             return
         if leave and signalling.connected:
             requests: list[Coroutine[Any, Any, Ack]] = []

@@ -80,16 +80,26 @@ class LocalInfo:
         return self.audio or self.video
 
 
+DEFAULT_TIMEOUT_INTERVAL_S = 15.0
+"""How long reconnecting may take, in all, when ``room_info`` does not say."""
+MILLISECONDS_FROM = 1000
+"""A ``timeout_interval`` this large is in milliseconds: the iOS/Android docs give the key in ms,
+and an app ported from them would otherwise wait hours. Nobody means a 16-minute budget."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class RoomInfo:
-    """Flutter ``roomInfo``: how to connect (reconnection fields are read by a later issue)."""
+    """Flutter ``roomInfo``: how to connect and how to survive the network."""
 
     force_turn: bool = False
     """``forceTurn``: relay-only ICE; fail with 1160 when no relay candidate can be gathered."""
     allow_reconnect: bool = True
+    """``allow_reconnect``: rejoin after a loss; when false the first loss ends the session (2002)."""
     number_of_attempts: int = 3
-    timeout_interval: float | None = None
-    """Seconds per reconnect attempt, None for the SDK default."""
+    """``number_of_attempts``: rejoin tries before giving up with 1165 (0: give up at once)."""
+    timeout_interval: float = DEFAULT_TIMEOUT_INTERVAL_S
+    """``timeout_interval`` (seconds): the overall budget from the loss to a completed rejoin;
+    past it reconnection gives up with 1166. Values of 1000 and more are read as milliseconds."""
     audio_only: bool = False
     """``audio_only``: publish no video whatever ``local_info`` says."""
 
@@ -103,12 +113,21 @@ class RoomInfo:
         ):
             raise RoomError(
                 ErrorCode.INVALID_PARAMETERS,
-                f"room_info['timeout_interval'] must be a positive number, got {timeout!r}",
+                f"room_info['timeout_interval'] must be a positive number of seconds, got {timeout!r}",
+            )
+        seconds = DEFAULT_TIMEOUT_INTERVAL_S if timeout is None else float(timeout)
+        if seconds >= MILLISECONDS_FROM:
+            seconds /= 1000.0
+        attempts = _read(d, w, "number_of_attempts", int, 3)
+        if attempts < 0:
+            raise RoomError(
+                ErrorCode.INVALID_PARAMETERS,
+                f"room_info['number_of_attempts'] must be 0 or more, got {attempts}",
             )
         return cls(
             force_turn=_read(d, w, "forceTurn", bool, False),
             allow_reconnect=_read(d, w, "allow_reconnect", bool, True),
-            number_of_attempts=_read(d, w, "number_of_attempts", int, 3),
-            timeout_interval=None if timeout is None else float(timeout),
+            number_of_attempts=attempts,
+            timeout_interval=seconds,
             audio_only=_read(d, w, "audio_only", bool, False),
         )

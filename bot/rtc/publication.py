@@ -27,11 +27,17 @@ from bot.proto import (
 )
 
 from .errors import MediaError, RoomError
-from .peer import PublishLeg, has_any_candidate, has_relay_candidate
+from .peer import IcePair, PublishLeg, has_any_candidate, has_relay_candidate
 from .signalling import Signalling
 
 READY_TIMEOUT_S = 20.0
 """The official client gives a leg 30 s before tearing it down; we report earlier."""
+MEDIA_SILENCE_S = 2.0
+"""No receiver report from the media server for this long while we send: the path is down
+(libwebrtc's ICE ``disconnected`` plus a short grace; aiortc has no such state)."""
+WATCH_INTERVAL_S = 0.5
+LOOP_LAG_S = 0.25
+"""A watch tick this late means a starved event loop, not a silent network."""
 
 _log = structlog.get_logger(__name__)
 
@@ -164,6 +170,32 @@ class LocalPublication:
         if isinstance(item, _Failed):
             raise MediaError(item.reason)
         return item
+
+    async def watch(self, silence_s: float = MEDIA_SILENCE_S) -> None:
+        """While ready, check that the media server still hears us; when it has been silent for
+        ``silence_s`` seconds, the leg is broken (``on_broken``). Returns when the leg is no
+        longer ready."""
+        loop = asyncio.get_running_loop()
+        while self.state == "ready":
+            slept_from = loop.time()
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            late = loop.time() - slept_from - WATCH_INTERVAL_S
+            silence = await self.leg.media_silence()
+            if self.state != "ready" or silence is None or silence < silence_s:
+                continue
+            if late > LOOP_LAG_S:
+                # the event loop itself was stalled (CPU starved): reports may be waiting
+                # unread in the socket; no evidence against the network, look again
+                self._log.debug("media_silence_ignored", loop_lag_s=round(late, 2))
+                continue
+            self.state = "failed"
+            self._log.debug("media_silent", stream_id=self.stream_id, silent_s=round(silence, 2))
+            if self._on_broken is not None:
+                self._on_broken(f"the media server has not acknowledged our media for {silence:.1f} s")
+
+    def selected_pair(self) -> IcePair | None:
+        """The ICE candidate pair our media flows over (None before ICE completes)."""
+        return self.leg.selected_pair()
 
     async def close(self) -> None:
         self.state = "closed"

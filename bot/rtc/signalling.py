@@ -34,6 +34,8 @@ from .errors import SignallingError
 SOCKETIO_PATH = "/v3/socket.io"
 REQUEST_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 1.0
+"""A socket on a dead network never answers the WebSocket close: stop waiting after this."""
 
 _log = structlog.get_logger(__name__)
 
@@ -159,14 +161,18 @@ class Signalling:
         except ProtocolError as exc:
             raise SignallingError(str(exc), exc.code) from None
 
-    async def close(self) -> None:
-        """Disconnect on purpose (no SocketClosed is reported); idempotent."""
+    async def close(self, within: float = CLOSE_TIMEOUT_S) -> None:
+        """Disconnect on purpose (no SocketClosed is reported); idempotent. Waits at most
+        ``within`` seconds for the server to see the close, then drops the connection."""
         self._closing = True
         self._fail_pending("connection closed")
         sio, self._sio = self._sio, None
         if sio is not None:
             try:
-                await sio.disconnect()
+                async with asyncio.timeout(within):
+                    await sio.disconnect()
+            except TimeoutError:
+                self._log.debug("signalling_close_timeout", within=within)
             except Exception:  # the socket may already be gone: closing must still finish
                 self._log.debug("signalling_close_failed", exc_info=True)
         http, self._http = self._http, None
@@ -190,7 +196,7 @@ class Signalling:
         if self._closing or self._closed_reported:
             return
         self._closed_reported = True
-        self._log.info("signalling_lost", reason=str(reason))
+        self._log.debug("signalling_lost", reason=str(reason))
         # Messages received just before the close are still waiting in their own tasks:
         # report the close after them.
         asyncio.get_running_loop().call_soon(self._sink, SocketClosed(reason=str(reason)))
