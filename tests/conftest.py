@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -92,7 +93,17 @@ class RawClient:
         await self.sio.connect(url, socketio_path=SOCKETIO_PATH, transports=["websocket"])
 
     async def close(self) -> None:
+        """A deliberate close: the Socket.IO disconnect packet reaches the server first.
+
+        python-socketio's ``disconnect()`` queues that packet and closes the WebSocket without
+        waiting for it to be written, so the server may see only the transport closing, which
+        it treats as a network fault (the reconnection grace period). Flush it first.
+        """
         if self.sio.connected:
+            with contextlib.suppress(Exception):
+                await self.sio._send_packet(sio_packet.Packet(sio_packet.DISCONNECT, namespace="/"))
+                async with asyncio.timeout(1):
+                    await self.sio.eio.queue.join()
             await self.sio.disconnect()
 
     # ------------------------------------------------------------------ requests

@@ -4,14 +4,20 @@ Bots and tests join it like they would join EnableX; see docs/INTERFACES.md for 
 """
 
 from .app import RoomServer, serve
-from .errors import BadRequest, MediaError, RequestRefused, RoomNotFound, ServerError
+from .bandwidth import BandwidthSettings
+from .errors import BadRequest, ClientNotFound, MediaError, RequestRefused, RoomNotFound, ServerError
+from .store import Store, StoreError
 
 __all__ = [
     "BadRequest",
+    "BandwidthSettings",
+    "ClientNotFound",
     "MediaError",
     "RequestRefused",
     "RoomNotFound",
     "RoomServer",
     "ServerError",
+    "Store",
+    "StoreError",
     "serve",
 ]

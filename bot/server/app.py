@@ -1,8 +1,14 @@
 """RoomServer: the local EnableX-style room server (REST + Socket.IO + aiortc media).
 
 Started and stopped in layers (aiohttp ``AppRunner`` + ``TCPSite``); ``aclose`` disconnects
-every socket, closes every peer connection, then the web server. Holds all of its state, so
-any number of servers can live in one process.
+every socket, closes every peer connection, then the web server, then the store. Holds all of
+its state, so any number of servers can live in one process.
+
+``data_dir`` keeps rooms and used tokens in ``<data_dir>/rooms.sqlite3`` (see :mod:`.store`),
+so a server restarted on the same directory lists the same rooms and accepts the rejoin of a
+client with its original token; ``None`` (the default) or ``":memory:"`` keeps them in memory.
+``ice_servers`` go to clients in ``room-connected.iceServers``; the server's own peer
+connections gather host candidates only.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -18,11 +25,13 @@ from aiohttp import web
 
 from bot.proto import IceServer, redact
 
+from .bandwidth import BandwidthSettings
 from .errors import BadRequest
 from .media import MediaServer
 from .rest import API_PREFIX, make_app
 from .rooms import RoomRegistry, check_role
-from .signalling import Signalling
+from .signalling import RECONNECT_GRACE_S, Signalling
+from .store import Store
 from .tokens import TokenBook
 
 log = structlog.get_logger(__name__)
@@ -35,8 +44,21 @@ def _ice_server(value: IceServer | dict[str, Any]) -> IceServer:
     return value if isinstance(value, IceServer) else IceServer.from_payload(value)
 
 
+def ice_summary(servers: Iterable[IceServer]) -> list[str]:
+    """ICE servers for a log line: URLs and user names, never the credential."""
+    out = []
+    for s in servers:
+        urls = s.urls if isinstance(s.urls, str) else ",".join(s.urls)
+        out.append(f"{urls} (user {s.username}, credential ***)" if s.username else urls)
+    return out
+
+
 class RoomServer:
-    """One room server. ``port=0`` picks a free port (read ``port``/``url`` after ``start``)."""
+    """One room server. ``port=0`` picks a free port (read ``port``/``url`` after ``start``).
+
+    ``reconnect_grace_s``: how long a participant whose socket dropped without ``drop`` is
+    kept for a rejoin (0 removes it at once). ``bandwidth``: the detector's thresholds.
+    """
 
     def __init__(
         self,
@@ -47,27 +69,34 @@ class RoomServer:
         ice_servers: Iterable[IceServer | dict[str, Any]] = (),
         max_talkers: int = 6,
         *,
+        data_dir: str | Path | None = None,
+        reconnect_grace_s: float = RECONNECT_GRACE_S,
+        bandwidth: BandwidthSettings | None = None,
         token_lifetime_s: int = 15 * 60,
         tap_encoded: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not app_id or not app_key:
             raise ValueError("RoomServer needs an app_id and an app_key")
+        if reconnect_grace_s < 0:
+            raise ValueError("reconnect_grace_s must be >= 0")
         self.app_id = app_id
         self.app_key = app_key
         self.host = host
         self.port = port
         self.ice_servers = tuple(_ice_server(s) for s in ice_servers)
         self.max_talkers = max_talkers
-        self.rooms = RoomRegistry(max_talkers)
-        self.tokens = TokenBook(app_key, clock=clock, lifetime_s=token_lifetime_s)
-        self.media = MediaServer(tap_encoded=tap_encoded)
+        self.store = Store(data_dir)
+        self.rooms = RoomRegistry(max_talkers, self.store)
+        self.tokens = TokenBook(app_key, clock=clock, lifetime_s=token_lifetime_s, store=self.store)
+        self.media = MediaServer(tap_encoded=tap_encoded, bandwidth=bandwidth)
         self.signalling = Signalling(
             rooms=self.rooms,
             tokens=self.tokens,
             media=self.media,
             ice_servers=self.ice_servers,
             max_talkers=max_talkers,
+            reconnect_grace_s=reconnect_grace_s,
         )
         self._runner: web.AppRunner | None = None
         self._closed = False
@@ -107,6 +136,7 @@ class RoomServer:
             await self.aclose()
             raise
         self.port = int(runner.addresses[0][1])
+        self.signalling.start()
 
     async def aclose(self) -> None:
         """Disconnect everyone, close all peer connections, stop serving (idempotent)."""
@@ -117,9 +147,12 @@ class RoomServer:
             await self.signalling.aclose()
             await self.media.aclose()
         finally:
-            if self._runner is not None:
-                await self._runner.cleanup()
-                self._runner = None
+            try:
+                if self._runner is not None:
+                    await self._runner.cleanup()
+                    self._runner = None
+            finally:
+                self.store.close()
 
     async def __aenter__(self) -> RoomServer:
         await self.start()
@@ -176,6 +209,16 @@ class RoomServer:
         log.info("token_issued", room=room_id, name=name, role=role, token=redact(token))
         return token
 
+    async def drop_connection(self, room_id: str, client_id: str) -> None:
+        """Cut a participant's socket as a network fault would (``POST .../drop``)."""
+        await self.signalling.drop_connection(room_id, client_id)
+
+    async def inject_bandwidth(
+        self, room_id: str, client_ids: list[str], *, kbps: float | None = None, restored: bool = False
+    ) -> None:
+        """Send the detector's alert (or restore) for these clients (``POST .../bandwidth``)."""
+        await self.signalling.inject_bandwidth(room_id, client_ids, kbps=kbps, restored=restored)
+
     def room_view(self, room_id: str) -> dict[str, Any]:
         """What the server holds and received for a room (``GET /emulator/rooms/{id}``)."""
         room = self.rooms.get(room_id)
@@ -187,7 +230,9 @@ class RoomServer:
                     "audio": s.audio,
                     "video": s.video,
                     "state": s.state,
+                    "stale": s.id in p.stale_streams,
                     "received": self.media.received(room_id, s.id),
+                    "bandwidth": self.media.bandwidth_view(room_id, s.id),
                 }
                 for s in room.streams.values()
                 if s.client_id == p.client_id
@@ -201,6 +246,7 @@ class RoomServer:
                     "clientId": p.client_id,
                     "name": p.name,
                     "role": p.role,
+                    "connected": not p.away,
                     "streams": streams,
                     "subscriptions": subscriptions,
                 }
@@ -213,12 +259,42 @@ class RoomServer:
         }
 
 
-async def serve(host: str, port: int, app_id: str, app_key: str, create_room: str | None = None) -> None:
+async def serve(
+    host: str,
+    port: int,
+    app_id: str,
+    app_key: str,
+    create_room: str | None = None,
+    *,
+    data_dir: str | Path | None = None,
+    ice_servers: Iterable[IceServer | dict[str, Any]] = (),
+    reconnect_grace_s: float = RECONNECT_GRACE_S,
+    bandwidth: BandwidthSettings | None = None,
+) -> None:
     """Run a room server until cancelled (``enx-bot serve``); ``create_room`` names a room
     to create at start."""
-    async with RoomServer(app_id=app_id, app_key=app_key, host=host, port=port) as server:
+    async with RoomServer(
+        app_id=app_id,
+        app_key=app_key,
+        host=host,
+        port=port,
+        ice_servers=ice_servers,
+        data_dir=data_dir,
+        reconnect_grace_s=reconnect_grace_s,
+        bandwidth=bandwidth,
+    ) as server:
         room_id = server.create_room(name=create_room)["room_id"] if create_room else None
-        log.info("server_started", url=server.url, api_url=server.api_url, room_id=room_id)
+        log.info(
+            "server_started",
+            url=server.url,
+            api_url=server.api_url,
+            room_id=room_id,
+            data=str(server.store.path) if server.store.path else "memory",
+            rooms=len(server.rooms),
+            ice_servers=ice_summary(server.ice_servers),
+            reconnect_grace_s=reconnect_grace_s,
+            bandwidth_detector=server.media.bandwidth.enabled,
+        )
         try:
             await asyncio.Event().wait()
         finally:

@@ -34,6 +34,12 @@ class RoomNotFound(ServerError, LookupError):
     code = int(ErrorCode.ROOM_NOT_FOUND)
 
 
+class ClientNotFound(ServerError, LookupError):
+    """No (connected) participant with that client id in the room (HTTP 404)."""
+
+    code = 404
+
+
 class RequestRefused(ServerError):
     """A Socket.IO request that is well formed but not allowed now (ack ``{result, msg}``)."""
 

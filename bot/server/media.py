@@ -20,6 +20,16 @@ of a published kind runs only while a subscribe leg's sender is reading it; when
 mid-stream the first VP8 frames fail to decode (aiortc logs a warning), aiortc's receiver
 sends the publisher a PLI and the keyframe arrives about 0.1 s later. A forwarder of encoded
 packets can replace this behind the same two calls (``attach``/``detach``).
+
+**How a leg ends.** ``end_reason`` tells a peer's orderly close (DTLS ``close_notify``: aiortc
+closes the connection, state ``closed``) from a failure (ICE consent lost, state ``failed``)
+and from the server closing it. The official client closes its peer connections *before*
+``unpublish``, so a peer close is a normal end, not a media failure.
+
+**Bandwidth.** The same taps feed each publish leg's :class:`~.bandwidth.PublishMonitor`
+(sequence numbers, timestamps, arrival times, sizes; the publisher's RTCP sender reports), and
+a tap on each subscribe leg's senders feeds its :class:`~.bandwidth.SubscribeMonitor` with the
+subscriber's receiver reports. :meth:`MediaServer.bandwidth_tick` judges them all.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -42,10 +53,12 @@ from aiortc import (
 )
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from bot.proto import Answer, Candidate, ErrorCode, IceServer
 
+from .bandwidth import BandwidthSettings, PublishMonitor, RtpMeter, SubscribeMonitor, Verdict, WindowStats
 from .errors import MediaError
 
 log = structlog.get_logger(__name__)
@@ -56,6 +69,8 @@ KINDS: tuple[MediaKind, ...] = ("audio", "video")
 # (PROTOCOL.md section 4): answer VP8 and Opus only.
 ALLOWED_MIME = {"audio": "audio/opus", "video": "video/vp8"}
 LegState = Literal["new", "connecting", "connected", "failed", "closed"]
+EndReason = Literal["peer_closed", "failed", "server_closed"]
+CLOCK_RATES = {"audio": 48000, "video": 90000}
 
 
 @dataclass(kw_only=True)
@@ -103,8 +118,11 @@ class _EncodedFrameTap(queue.Queue[Any]):
 _DECODER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 
 
-def _tap_receiver(receiver: RTCRtpReceiver, received: Received, *, frames: bool) -> bool:
-    """Count packets (and, with ``frames``, encoded frames) on this one receiver.
+def _tap_receiver(
+    receiver: RTCRtpReceiver, received: Received, *, frames: bool, meter: RtpMeter | None = None
+) -> bool:
+    """Count packets (and, with ``frames``, encoded frames) on this one receiver; feed
+    ``meter`` every RTP packet and the sender's RTCP sender reports.
 
     Must run before the receiver starts (``receive()`` hands the queue to the decoder
     thread). Returns whether encoded frames are counted (else the caller counts decoded ones).
@@ -113,11 +131,24 @@ def _tap_receiver(receiver: RTCRtpReceiver, received: Received, *, frames: bool)
     if handle_rtp is not None:
 
         async def counting(packet: Any, arrival_time_ms: int) -> None:
+            size = len(packet.payload)
             received.packets += 1
-            received.bytes += len(packet.payload)
+            received.bytes += size
+            if meter is not None:
+                meter.on_rtp(packet.ssrc, packet.sequence_number, packet.timestamp, arrival_time_ms, size)
             await handle_rtp(packet, arrival_time_ms=arrival_time_ms)
 
         receiver._handle_rtp_packet = counting  # type: ignore[method-assign]
+    handle_rtcp = getattr(receiver, "_handle_rtcp_packet", None)
+    if handle_rtcp is not None and meter is not None:
+
+        async def reports(packet: Any) -> None:
+            if isinstance(packet, RtcpSrPacket):
+                info = packet.sender_info
+                meter.on_sender_report(packet.ssrc, info.ntp_timestamp, info.octet_count, time.monotonic())
+            await handle_rtcp(packet)
+
+        receiver._handle_rtcp_packet = reports  # type: ignore[method-assign]
     if not frames or not isinstance(getattr(receiver, _DECODER_QUEUE_ATTR, None), queue.Queue):
         return False
     setattr(receiver, _DECODER_QUEUE_ATTR, _EncodedFrameTap(received))
@@ -211,6 +242,7 @@ class _Leg:
         self.stream_id = stream_id
         self.pc = RTCPeerConnection(configuration)
         self.state: LegState = "new"
+        self.end_reason: EndReason | None = None
         self._connected = asyncio.Event()
         self._ended = asyncio.Event()
         self._closing = False
@@ -220,13 +252,24 @@ class _Leg:
         state = self.pc.connectionState
         if state == "connected":
             self.state = "connected"
+            self._on_connected()
             self._connected.set()
         elif state in ("failed", "closed"):
-            self.state = "closed" if self._closing else "failed"
+            if self.end_reason is None:
+                if self._closing:
+                    self.end_reason = "server_closed"
+                else:
+                    # aiortc closes the connection itself when the peer's DTLS says
+                    # close_notify; ICE consent lost (or DTLS broken) is "failed"
+                    self.end_reason = "peer_closed" if state == "closed" else "failed"
+            self.state = "failed" if self.end_reason == "failed" else "closed"
             self._ended.set()
             self._connected.set()  # wake waiters; they check ``state``
         elif state == "connecting" and self.state == "new":
             self.state = "connecting"
+
+    def _on_connected(self) -> None:
+        """Hook: the media is up."""
 
     @property
     def closed_by_server(self) -> bool:
@@ -285,6 +328,8 @@ class _Leg:
     async def aclose(self) -> None:
         """Close the peer connection (idempotent)."""
         self._closing = True
+        if self.end_reason is None:
+            self.end_reason = "server_closed"
         # shielded: a cancelled caller must not leave the ICE/DTLS transports running
         await asyncio.shield(self.pc.close())
         self.state = "closed"
@@ -297,12 +342,23 @@ class PublishLeg(_Leg):
 
     role = "publish"
 
-    def __init__(self, stream_id: int, configuration: RTCConfiguration, *, tap_encoded: bool = True) -> None:
+    def __init__(
+        self,
+        stream_id: int,
+        configuration: RTCConfiguration,
+        *,
+        tap_encoded: bool = True,
+        bandwidth: BandwidthSettings | None = None,
+    ) -> None:
         super().__init__(stream_id, configuration)
         self.received: dict[str, Received] = {k: Received() for k in KINDS}
         self.forwarder = RelayForwarder()
+        self.monitor = PublishMonitor(bandwidth or BandwidthSettings(), time.monotonic())
         self._tap_encoded = tap_encoded
         self._counters: list[asyncio.Task[None]] = []
+
+    def _on_connected(self) -> None:
+        self.monitor.detector.reset(time.monotonic())
 
     async def accept_offer(self, sdp: str) -> None:
         taps: dict[str, _EncodedFrameTap | None] = {}
@@ -310,7 +366,12 @@ class PublishLeg(_Leg):
         def prepare(kind: str) -> None:
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             transceiver.setCodecPreferences(_preferred(RTCRtpReceiver.getCapabilities(kind)))
-            tapped = _tap_receiver(transceiver.receiver, self.received[kind], frames=self._tap_encoded)
+            tapped = _tap_receiver(
+                transceiver.receiver,
+                self.received[kind],
+                frames=self._tap_encoded,
+                meter=self.monitor.meters[kind],
+            )
             taps[kind] = getattr(transceiver.receiver, _DECODER_QUEUE_ATTR) if tapped else None
 
         await self._apply_offer(sdp, prepare)
@@ -362,12 +423,22 @@ class SubscribeLeg(_Leg):
     role = "subscribe"
 
     def __init__(
-        self, stream_id: int, client_id: str, source: PublishLeg, configuration: RTCConfiguration
+        self,
+        stream_id: int,
+        client_id: str,
+        source: PublishLeg,
+        configuration: RTCConfiguration,
+        *,
+        bandwidth: BandwidthSettings | None = None,
     ) -> None:
         super().__init__(stream_id, configuration)
         self.client_id = client_id
         self.source = source
+        self.monitor = SubscribeMonitor(bandwidth or BandwidthSettings(), time.monotonic())
         self._tracks: list[MediaStreamTrack] = []
+
+    def _on_connected(self) -> None:
+        self.monitor.detector.reset(time.monotonic())
 
     async def accept_offer(self, sdp: str) -> None:
         def prepare(kind: str) -> None:
@@ -376,6 +447,7 @@ class SubscribeLeg(_Leg):
                 self._tracks.append(track)
             transceiver = self.pc.addTransceiver(track or kind, direction="sendonly")
             transceiver.setCodecPreferences(_preferred(RTCRtpSender.getCapabilities(kind)))
+            _tap_sender(transceiver.sender, kind, self.monitor)
 
         await self._apply_offer(sdp, prepare)
 
@@ -384,6 +456,31 @@ class SubscribeLeg(_Leg):
             self.source.forwarder.detach(track)
         self._tracks.clear()
         await super().aclose()
+
+
+def _tap_sender(sender: RTCRtpSender, kind: str, monitor: SubscribeMonitor) -> None:
+    """Feed ``monitor`` the receiver reports the subscriber sends about this sender's stream."""
+    handle_rtcp = getattr(sender, "_handle_rtcp_packet", None)
+    if handle_rtcp is None:
+        return
+    clock_rate = CLOCK_RATES.get(kind, 90000)
+
+    async def reports(packet: Any) -> None:
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            now = time.monotonic()
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    monitor.on_receiver_report(
+                        report.ssrc,
+                        clock_rate,
+                        report.packets_lost,
+                        report.highest_sequence,
+                        report.jitter,
+                        now,
+                    )
+        await handle_rtcp(packet)
+
+    sender._handle_rtcp_packet = reports  # type: ignore[method-assign]
 
 
 def _preferred(capabilities: Any) -> list[Any]:
@@ -415,12 +512,34 @@ def media_summary(sdp: str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- the registry
 
 
-class MediaServer:
-    """All legs of one room server, keyed by room and stream (and subscriber)."""
+@dataclass(frozen=True, kw_only=True)
+class BandwidthChange:
+    """A leg's detector changed its verdict. ``subscriber`` is set for a subscribe leg."""
 
-    def __init__(self, *, ice_servers: Iterable[IceServer] = (), tap_encoded: bool = True) -> None:
+    room_id: str
+    stream_id: int
+    verdict: Verdict
+    stats: WindowStats | None
+    reasons: tuple[str, ...] = ()
+    subscriber: str | None = None
+
+
+class MediaServer:
+    """All legs of one room server, keyed by room and stream (and subscriber).
+
+    The server's own peer connections gather host candidates only (``ice_servers`` is empty
+    unless given): a relay-only client reaches them through its TURN relay."""
+
+    def __init__(
+        self,
+        *,
+        ice_servers: Iterable[IceServer] = (),
+        tap_encoded: bool = True,
+        bandwidth: BandwidthSettings | None = None,
+    ) -> None:
         self._ice_servers = tuple(ice_servers)
         self._tap_encoded = tap_encoded
+        self.bandwidth = bandwidth or BandwidthSettings()
         self._publish: dict[tuple[str, int], PublishLeg] = {}
         self._subscribe: dict[tuple[str, str, int], SubscribeLeg] = {}
 
@@ -432,7 +551,9 @@ class MediaServer:
     async def open_publish(self, room_id: str, stream_id: int, sdp: str) -> PublishLeg:
         """A new publish leg for the offer; a previous leg of that stream is replaced."""
         await self.close_publish(room_id, stream_id)
-        leg = PublishLeg(stream_id, self._configuration(), tap_encoded=self._tap_encoded)
+        leg = PublishLeg(
+            stream_id, self._configuration(), tap_encoded=self._tap_encoded, bandwidth=self.bandwidth
+        )
         try:
             await leg.accept_offer(sdp)
         except MediaError:
@@ -467,7 +588,7 @@ class MediaServer:
         if source is None:
             raise MediaError(f"stream {stream_id} has no media", ErrorCode.STREAM_NOT_FOUND)
         await self.close_subscribe(room_id, client_id, stream_id)
-        leg = SubscribeLeg(stream_id, client_id, source, self._configuration())
+        leg = SubscribeLeg(stream_id, client_id, source, self._configuration(), bandwidth=self.bandwidth)
         try:
             await leg.accept_offer(sdp)
         except MediaError:
@@ -497,8 +618,70 @@ class MediaServer:
         """Everything a leaving participant owned: its publish and subscribe legs."""
         for stream_id in stream_ids:
             await self.close_publish(room_id, stream_id)
+        await self.close_subscriptions(room_id, client_id)
+
+    async def close_subscriptions(self, room_id: str, client_id: str) -> None:
+        """Every subscribe leg of one participant (a rejoin subscribes again)."""
         for key in [k for k in self._subscribe if k[0] == room_id and k[1] == client_id]:
             await self._subscribe.pop(key).aclose()
+
+    # ------------------------------------------------------------------ bandwidth
+
+    def bandwidth_tick(self, now: float) -> list[BandwidthChange]:
+        """Sample and judge every connected leg; the verdicts that changed."""
+        changes: list[BandwidthChange] = []
+        for (room_id, stream_id), leg in list(self._publish.items()):
+            if leg.state != "connected":
+                continue
+            verdict = leg.monitor.tick(now)
+            if verdict is not None:
+                detector = leg.monitor.detector
+                changes.append(
+                    BandwidthChange(
+                        room_id=room_id,
+                        stream_id=stream_id,
+                        verdict=verdict,
+                        stats=detector.last,
+                        reasons=tuple(detector.reasons),
+                    )
+                )
+        for (room_id, client_id, stream_id), sub in list(self._subscribe.items()):
+            if sub.state != "connected":
+                continue
+            verdict = sub.monitor.tick(now)
+            if verdict is not None:
+                detector = sub.monitor.detector
+                changes.append(
+                    BandwidthChange(
+                        room_id=room_id,
+                        stream_id=stream_id,
+                        verdict=verdict,
+                        stats=detector.last,
+                        reasons=tuple(detector.reasons),
+                        subscriber=client_id,
+                    )
+                )
+        return changes
+
+    def reset_detectors(self, room_id: str, stream_ids: Iterable[int]) -> None:
+        """Judge these publish legs afresh (after an injected verdict)."""
+        now = time.monotonic()
+        for stream_id in stream_ids:
+            leg = self._publish.get((room_id, stream_id))
+            if leg is not None:
+                leg.monitor.detector.reset(now)
+
+    def bandwidth_view(self, room_id: str, stream_id: int) -> dict[str, Any] | None:
+        """The publish leg's last window and verdict (for the room view)."""
+        leg = self._publish.get((room_id, stream_id))
+        if leg is None:
+            return None
+        detector = leg.monitor.detector
+        return {
+            "state": "low" if detector.low else "ok",
+            "reasons": list(detector.reasons),
+            "window": None if detector.last is None else detector.last.to_json(),
+        }
 
     @property
     def leg_count(self) -> int:

@@ -1,4 +1,11 @@
-"""REST API of the room server (PROTOCOL.md section 11) and the emulator's room view.
+"""REST API of the room server (PROTOCOL.md section 11) and the emulator's endpoints.
+
+Emulator (tests and demos): ``GET /emulator/rooms/{id}`` (room view),
+``POST /emulator/rooms/{id}/clients/{client_id}/drop`` (cut that participant's socket as a
+network fault would; 404 if it has none), ``POST /emulator/rooms/{id}/bandwidth`` with
+``{"client_ids": [...], "bandwidth": <kbps>}`` (alert) or ``{"client_ids": [...], "restored":
+true}`` (restore; optional ``bandwidth``): the bandwidth detector's own events. ``GET|HEAD
+/status`` (no auth) answers the clients' network probe (``internetDetectionUrl``).
 
 Everything under ``/video/v2`` and ``/emulator`` needs HTTP Basic ``APP_ID:APP_KEY``; errors
 are JSON ``{result: <HTTP status>, error}``. Tokens carry as ``host`` the Host header the
@@ -17,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from .errors import BadRequest, RoomNotFound, ServerError
+from .errors import BadRequest, ClientNotFound, RoomNotFound, ServerError
 from .rooms import check_role
 
 if TYPE_CHECKING:
@@ -26,6 +33,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 API_PREFIX = "/video/v2"
+STATUS_PATH = "/status"
 EMULATOR_PREFIX = "/emulator"
 PROTECTED_PREFIXES = (API_PREFIX, EMULATOR_PREFIX)
 REALM = 'Basic realm="enx-bot room server", charset="UTF-8"'
@@ -70,7 +78,7 @@ def make_app(server: RoomServer) -> web.Application:
         try:
             return await handler(request)
         except ServerError as exc:
-            status = 404 if isinstance(exc, RoomNotFound) else 400
+            status = 404 if isinstance(exc, RoomNotFound | ClientNotFound) else 400
             return error_response(status, str(exc))
         except web.HTTPException as exc:
             if exc.status < 400:
@@ -128,11 +136,44 @@ def make_app(server: RoomServer) -> web.Application:
     async def room_view(request: web.Request) -> web.Response:
         return web.json_response(server.room_view(request.match_info["room_id"]))
 
+    async def drop_client(request: web.Request) -> web.Response:
+        await server.drop_connection(request.match_info["room_id"], request.match_info["client_id"])
+        return web.json_response({"result": 0})
+
+    async def bandwidth(request: web.Request) -> web.Response:
+        room_id = request.match_info["room_id"]
+        server.rooms.get(room_id)  # 404 before 400
+        body = await body_of(request)
+        client_ids = body.get("client_ids")
+        if (
+            not isinstance(client_ids, list)
+            or not client_ids
+            or not all(isinstance(c, str) and c for c in client_ids)
+        ):
+            raise BadRequest("field 'client_ids' must be a non-empty list of client ids")
+        restored = body.get("restored", False)
+        if not isinstance(restored, bool):
+            raise BadRequest("field 'restored' must be true or false")
+        kbps = body.get("bandwidth")
+        if kbps is not None and (isinstance(kbps, bool) or not isinstance(kbps, int | float) or kbps <= 0):
+            raise BadRequest("field 'bandwidth' must be a positive number of kbps")
+        if not restored and kbps is None:
+            raise BadRequest("give 'bandwidth' (kbps) for an alert, or 'restored': true")
+        await server.inject_bandwidth(room_id, client_ids, kbps=kbps, restored=restored)
+        return web.json_response({"result": 0})
+
+    async def status(request: web.Request) -> web.Response:
+        """``internetDetectionUrl``: clients probe it (``HEAD ?rand=N``) before rejoining."""
+        return web.json_response({"result": 0})
+
     app = web.Application(middlewares=[guard])
+    app.router.add_get(STATUS_PATH, status)
     app.router.add_post(f"{API_PREFIX}/rooms", create_room)
     app.router.add_get(f"{API_PREFIX}/rooms", list_rooms)
     app.router.add_get(f"{API_PREFIX}/rooms/{{room_id}}", get_room)
     app.router.add_delete(f"{API_PREFIX}/rooms/{{room_id}}", delete_room)
     app.router.add_post(f"{API_PREFIX}/rooms/{{room_id}}/tokens", create_token)
     app.router.add_get(f"{EMULATOR_PREFIX}/rooms/{{room_id}}", room_view)
+    app.router.add_post(f"{EMULATOR_PREFIX}/rooms/{{room_id}}/clients/{{client_id}}/drop", drop_client)
+    app.router.add_post(f"{EMULATOR_PREFIX}/rooms/{{room_id}}/bandwidth", bandwidth)
     return app

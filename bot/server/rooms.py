@@ -2,7 +2,8 @@
 
 The signalling adapter drives these objects and turns what they return into wire events;
 keeping them pure means the bookkeeping (who owns which stream, what a joiner sees, what a
-leaver leaves behind) is tested without a network.
+leaver leaves behind) is tested without a network. The registry writes rooms through to the
+:class:`~.store.Store` (a synchronous SQLite write of one row, or nothing in memory).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bot.proto import ServerEvent, StreamInfo, UserInfo
 from bot.proto.token import QUALITIES, ROLES
 
 from .errors import BadRequest, RoomNotFound
+from .store import Store
 
 Json = dict[str, Any]
 StreamState = Literal["connecting", "ready", "failed"]
@@ -128,7 +130,11 @@ class Stream:
 
 @dataclass(kw_only=True)
 class Participant:
-    """One joined socket. ``pending`` holds events for it until its room-connected is out."""
+    """One participant, on one socket at a time. ``pending`` holds events for it until its
+    room-connected is out. ``sid`` is empty while it is away (its socket closed without
+    ``drop``: the reconnection grace period); ``stale_streams`` are the streams of its previous
+    socket after a rejoin, removed when it publishes again. ``bw_low`` are its streams judged
+    low; ``bw_forced`` is set while an injected alert overrides the detector."""
 
     client_id: str
     sid: str
@@ -142,10 +148,17 @@ class Participant:
     announced: bool = False
     pending: list[ServerEvent] = field(default_factory=list)
     subscriptions: set[int] = field(default_factory=set)
+    stale_streams: set[int] = field(default_factory=set)
+    bw_low: set[int] = field(default_factory=set)
+    bw_forced: bool = False
 
     @property
     def can_publish(self) -> bool:
         return self.role in PUBLISHING_ROLES
+
+    @property
+    def away(self) -> bool:
+        return not self.sid
 
     def user_info(self) -> UserInfo:
         return UserInfo(
@@ -179,6 +192,22 @@ class Room:
     participants: dict[str, Participant] = field(default_factory=dict)
     streams: dict[int, Stream] = field(default_factory=dict)
     last_stream_id: int = 0
+    retired: dict[int, str] = field(default_factory=dict)
+    """Streams the server removed (peer closed, media failed, replaced) -> their owner, so the
+    owner's late ``unpublish`` is acknowledged once instead of refused."""
+
+    @classmethod
+    def from_rest(cls, body: Json, last_stream_id: int = 0) -> Room:
+        """A room as :meth:`to_rest` described it (from the store)."""
+        return cls(
+            room_id=str(body["room_id"]),
+            name=str(body["name"]),
+            owner_ref=str(body.get("owner_ref", "")),
+            settings=dict(body.get("settings", {})),
+            created=str(body.get("created") or _now_iso()),
+            conf_num=str(body.get("conf_num", "")),
+            last_stream_id=last_stream_id,
+        )
 
     # ------------------------------------------------------------------ descriptions
 
@@ -242,6 +271,8 @@ class Room:
             del self.streams[stream.id]
         for other in self.participants.values():
             other.subscriptions.difference_update(s.id for s in streams)
+        for stream_id in [i for i, owner in self.retired.items() if owner == client_id]:
+            del self.retired[stream_id]
         return Departure(participant=participant, streams=streams)
 
     # ------------------------------------------------------------------ streams
@@ -257,12 +288,24 @@ class Room:
         stream = self.streams.get(stream_id)
         return stream if stream is not None and stream.client_id == client_id else None
 
-    def remove_stream(self, stream_id: int) -> Stream | None:
+    def remove_stream(self, stream_id: int, *, retire: bool = False) -> Stream | None:
+        """Forget a stream; ``retire`` remembers its owner for one late ``unpublish``."""
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
             for p in self.participants.values():
                 p.subscriptions.discard(stream_id)
+                p.stale_streams.discard(stream_id)
+                p.bw_low.discard(stream_id)
+            if retire:
+                self.retired[stream_id] = stream.client_id
         return stream
+
+    def take_retired(self, client_id: str, stream_id: int) -> bool:
+        """Whether ``stream_id`` was ``client_id``'s and removed by the server (once)."""
+        if self.retired.get(stream_id) != client_id:
+            return False
+        del self.retired[stream_id]
+        return True
 
     def initial_num_ats(self, max_talkers: int) -> int:
         """Large enough that a joiner subscribes to every stream listed (PROTOCOL.md 5)."""
@@ -270,11 +313,22 @@ class Room:
 
 
 class RoomRegistry:
-    """All rooms of one server (no module-level state: many servers share a process)."""
+    """All rooms of one server (no module-level state: many servers share a process).
 
-    def __init__(self, max_talkers: int) -> None:
+    Rooms are written through to ``store`` (created, deleted, last stream id) and read back
+    from it at start, so a restarted server with the same data directory has them again."""
+
+    def __init__(self, max_talkers: int, store: Store | None = None) -> None:
         self._rooms: dict[str, Room] = {}
         self.max_talkers = max_talkers
+        self.store = store or Store(None)
+        for body, last_stream_id in self.store.rooms():
+            room = Room.from_rest(body, last_stream_id)
+            self._rooms[room.room_id] = room
+
+    def save_stream_ids(self, room: Room) -> None:
+        """Persist the room's last stream id (ids are never reused, even across a restart)."""
+        self.store.save_last_stream_id(room.room_id, room.last_stream_id)
 
     def create(self, name: object, settings: object = None, owner_ref: object = "") -> Room:
         if not isinstance(name, str) or not name.strip():
@@ -288,6 +342,7 @@ class RoomRegistry:
             settings=normalise_settings(settings, self.max_talkers),
         )
         self._rooms[room.room_id] = room
+        self.store.save_room(room.room_id, room.to_rest(), room.last_stream_id)
         return room
 
     def get(self, room_id: str) -> Room:
@@ -302,6 +357,7 @@ class RoomRegistry:
     def delete(self, room_id: str) -> Room:
         room = self.get(room_id)
         del self._rooms[room_id]
+        self.store.delete_room(room_id)
         return room
 
     def __iter__(self) -> Iterator[Room]:

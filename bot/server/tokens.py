@@ -3,6 +3,7 @@
 Single use is by ``jti``. The official SDK rejoins with the token it joined with
 (``isReconnecting``, ``oldClientIdForReconnect``: PROTOCOL.md section 8), so a used token is
 accepted again only as a rejoin of the client that used it last; any other reuse is 4103.
+Used tokens are written through to the store, so a restarted server still knows them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 from bot.proto import ErrorCode, TokenError, TokenRequest, mint_token, verify_token_id
 from bot.proto.token import ROLES, TOKEN_LIFETIME_S
+
+from .store import Store
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,11 +46,15 @@ class TokenBook:
         *,
         clock: Callable[[], float],
         lifetime_s: int = TOKEN_LIFETIME_S,
+        store: Store | None = None,
     ) -> None:
         self._app_key = app_key
         self._clock = clock
         self.lifetime_s = lifetime_s
-        self._used: dict[str, _Use] = {}
+        self._store = store or Store(None)
+        self._used: dict[str, _Use] = {
+            jti: _Use(client_id=client_id, exp=exp) for jti, client_id, exp in self._store.used_tokens()
+        }
 
     def mint(
         self,
@@ -98,12 +105,21 @@ class TokenBook:
         """Mark the token used by ``client_id`` (after a successful join)."""
         self._prune()
         self._used[claims.jti] = _Use(client_id=client_id, exp=claims.exp)
+        self._store.save_used_token(claims.jti, client_id, claims.exp)
+
+    def used_by(self, jti: str) -> str | None:
+        """The client id that used ``jti`` last, if any."""
+        use = self._used.get(jti)
+        return None if use is None else use.client_id
 
     def _prune(self) -> None:
         """Expired tokens are refused anyway: forget them so the book stays small."""
         now = self._clock()
-        for jti in [j for j, u in self._used.items() if u.exp <= now]:
+        expired = [j for j, u in self._used.items() if u.exp <= now]
+        for jti in expired:
             del self._used[jti]
+        if expired:
+            self._store.forget_tokens_expired_by(now)
 
 
 def _claims(raw: dict[str, Any]) -> Claims:
