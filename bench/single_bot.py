@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -74,7 +75,7 @@ async def main(runs: int, cpu_window: float) -> None:
         "serve", "--port", str(port), "--app-id", APP_ID, "--app-key", APP_KEY, "--log-format", "json"
     )
     api = f"http://127.0.0.1:{port}/video/v2"
-    auth = {"Authorization": aiohttp.BasicAuth(APP_ID, APP_KEY).encode()}
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{APP_ID}:{APP_KEY}".encode()).decode()}
     joins, publishes, cpus = [], [], []
     try:
         async with aiohttp.ClientSession(headers=auth) as http:
