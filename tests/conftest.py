@@ -13,13 +13,13 @@ import asyncio
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
 import socketio  # type: ignore[import-untyped]
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 from socketio import packet as sio_packet
 
 from bot.server import RoomServer
@@ -177,9 +177,11 @@ class RawClient:
         audio: bool = True,
         video: bool = True,
         name: str = "raw",
+        tracks: Sequence[MediaStreamTrack] | None = None,
     ) -> int:
-        """Publish real media (aiortc test tracks) as the official client does; returns the
-        stream id once the server said ``ready``."""
+        """Publish real media as the official client does; returns the stream id once the
+        server said ``ready``. ``tracks``: what to send (default: aiortc's test tracks for the
+        kinds asked)."""
         ack = await self.ack(
             "publish",
             {
@@ -197,10 +199,14 @@ class RawClient:
         )
         assert ack["result"] == 0, ack
         stream_id: int = ack["id"]
-        if audio:
-            pc.addTrack(AudioStreamTrack())
-        if video:
-            pc.addTrack(VideoStreamTrack())
+        if tracks is not None:
+            for track in tracks:
+                pc.addTrack(track)
+        else:
+            if audio:
+                pc.addTrack(AudioStreamTrack())
+            if video:
+                pc.addTrack(VideoStreamTrack())
         await pc.setLocalDescription(await pc.createOffer())
         await self.offer(pc, stream_id)
         return stream_id

@@ -211,14 +211,19 @@ async def test_second_participant_sees_the_first_and_receives_its_media(
     await _eventually(lambda: counts.get("video", 0) > 5 and counts.get("audio", 0) > 5)
     view = room_server.room_view(room["room_id"])
     bob_view = next(p for p in view["participants"] if p["name"] == "bob")
-    assert bob_view["subscriptions"] == [{"streamId": alice_stream, "state": "connected"}]
-    # the server decodes alice's media only while someone subscribes to it
+    assert [(s["streamId"], s["state"]) for s in bob_view["subscriptions"]] == [(alice_stream, "connected")]
+    assert bob_view["subscriptions"][0]["forwarded"]["video"]["packets"] > 0
+    # the server forwards alice's encoded media: it decodes nothing, for anyone
     alice_leg = room_server.media.publish_leg(room["room_id"], alice_stream)
     bob_leg = room_server.media.publish_leg(room["room_id"], bob_stream)
-    assert alice_leg is not None and alice_leg.decoding == {"audio": True, "video": True}
+    assert alice_leg is not None and alice_leg.decoding == {"audio": False, "video": False}
     assert bob_leg is not None and bob_leg.decoding == {"audio": False, "video": False}
+    alice_view = _stream(view, alice_stream)
+    assert alice_view["forwarding"] == "packets" and alice_view["decoded_frames"] == 0
+    assert alice_view["subscribers"] == 1
+    assert _stream(view, bob_stream)["subscribers"] == 0
     assert await bob.ack("unsubscribe", alice_stream) == {"result": 0}
-    assert alice_leg.decoding == {"audio": False, "video": False}
+    assert _stream(room_server.room_view(room["room_id"]), alice_stream)["subscribers"] == 0
 
     # subscribing to your own stream or to nothing is refused, the room is unchanged
     own = await bob.ack("subscribe", {"streamId": bob_stream}, None)

@@ -28,6 +28,7 @@ from bot.proto import IceServer, redact
 from .bandwidth import BandwidthSettings
 from .errors import BadRequest
 from .media import MediaServer
+from .metrics import server_registry
 from .rest import API_PREFIX, make_app
 from .rooms import RoomRegistry, check_role
 from .signalling import RECONNECT_GRACE_S, Signalling
@@ -98,6 +99,9 @@ class RoomServer:
             max_talkers=max_talkers,
             reconnect_grace_s=reconnect_grace_s,
         )
+        self.registry = server_registry(self)
+        """This server's Prometheus metrics (``enx_server_*``; see :mod:`.metrics`), also at
+        ``GET /metrics``: the embedded agent merges it into its own exposition."""
         self._runner: web.AppRunner | None = None
         self._closed = False
 
@@ -232,13 +236,14 @@ class RoomServer:
                     "state": s.state,
                     "stale": s.id in p.stale_streams,
                     "received": self.media.received(room_id, s.id),
+                    **self.media.forwarding_view(room_id, s.id),
                     "bandwidth": self.media.bandwidth_view(room_id, s.id),
                 }
                 for s in room.streams.values()
                 if s.client_id == p.client_id
             ]
             subscriptions = [
-                {"streamId": leg.stream_id, "state": leg.state}
+                {"streamId": leg.stream_id, "state": leg.state, "forwarded": leg.forwarded_json()}
                 for leg in self.media.subscriptions(room_id, p.client_id)
             ]
             participants.append(

@@ -3,23 +3,33 @@
 Every publish leg is an aiortc ``RTCPeerConnection`` answering the client's offer recvonly
 (VP8 + Opus only); every subscribe leg answers a receive-only offer sendonly.
 
-**Counting without decoding.** aiortc's ``RTCRtpReceiver`` reassembles encoded frames on the
-event loop and hands them to a per-receiver decoder thread through a ``queue.Queue``. For the
-server's own receivers only, :func:`_tap_receiver` replaces that queue (before the receiver
-starts) with :class:`_EncodedFrameTap`, which counts each encoded frame and passes it to the
-decoder only while a subscribe leg needs decoded frames, and wraps the receiver's RTP entry
-point to count packets and payload bytes. Other ``RTCPeerConnection`` objects in the process
-(the bots) are untouched. If a future aiortc renames those internals, the leg falls back to
-decoding and counts decoded frames (``tap_encoded=False`` forces that path).
+**Forwarding without decoding.** aiortc's ``RTCRtpReceiver`` reassembles encoded frames in a
+jitter buffer on the event loop and hands them to a per-receiver decoder thread. For the
+server's own receivers only (per-instance replacements before the receiver starts; no class
+is patched, so the bots in the same process keep aiortc's behaviour), :func:`_forward_from`
+wraps the jitter buffer so that each complete frame (a VP8 frame, an Opus packet) goes to the
+leg's :class:`PacketForwarder` instead, replaces the decoder queue by a probe that counts
+anything that would be decoded, and replaces ``receive`` by one that does not start the
+decoder thread. :func:`_count_receiver` wraps the RTP and RTCP entry points to count packets
+and payload bytes and to feed the bandwidth meters.
 
-**Subscribe legs (for now).** :class:`RelayForwarder` gives each subscribe leg a
-``MediaRelay`` proxy (unbuffered: latest frame wins) of the publisher's decoded track, which
-the leg's own sender re-encodes (VP8/Opus): simple and correct (a new subscriber starts on a
-fresh keyframe from its own encoder, and its PLIs are honoured) but it transcodes. Decoding
-of a published kind runs only while a subscribe leg's sender is reading it; when it starts
-mid-stream the first VP8 frames fail to decode (aiortc logs a warning), aiortc's receiver
-sends the publisher a PLI and the keyframe arrives about 0.1 s later. A forwarder of encoded
-packets can replace this behind the same two calls (``attach``/``detach``).
+The forwarder gives each subscribe leg one :class:`~.forwarding.ForwardTrack` per kind, whose
+``recv()`` returns ``av.Packet``: aiortc's sender then packetizes without encoding. Bounded
+per-subscriber queues, start at a keyframe, drop to the next keyframe when a subscriber falls
+behind: see :mod:`.forwarding`. A stream nobody subscribes to is received, counted and dropped.
+
+**Keyframes.** aiortc ignores PLI/FIR on the packet path; each forwarding subscribe leg's video
+sender has its ``_send_keyframe`` replaced (on that instance) so that a subscriber's PLI/FIR
+becomes a request to the publisher: the publish leg's receiver sends an RTCP PLI
+(``_send_rtcp_pli``) for the publisher's SSRC, at most one per 300 ms. A subscribe leg asks
+too when its sender starts reading (the leg is connected), so a live encoder's keyframe
+reaches a new subscriber within a fraction of a second.
+
+**The fallback.** If aiortc's receiver internals are not the expected ones (a future aiortc),
+or with ``tap_encoded=False``, a leg uses :class:`DecodingForwarder`: aiortc decodes, a
+``MediaRelay`` shares the decoded track and each subscribe leg re-encodes it. The server logs
+``media_forwarding_decodes`` once; the room view shows ``forwarding: "decoded"`` and
+``decoded_frames`` counts.
 
 **How a leg ends.** ``end_reason`` tells a peer's orderly close (DTLS ``close_notify``: aiortc
 closes the connection, state ``closed``) from a failure (ICE consent lost, state ``failed``)
@@ -36,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -53,6 +64,7 @@ from aiortc import (
 )
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
@@ -60,6 +72,7 @@ from bot.proto import Answer, Candidate, ErrorCode, IceServer
 
 from .bandwidth import BandwidthSettings, PublishMonitor, RtpMeter, SubscribeMonitor, Verdict, WindowStats
 from .errors import MediaError
+from .forwarding import Forwarded, ForwardedStream
 
 log = structlog.get_logger(__name__)
 
@@ -96,37 +109,104 @@ def rtc_configuration(ice_servers: Sequence[IceServer]) -> RTCConfiguration:
 
 # --------------------------------------------------------------------------- receive taps
 
+# aiortc internals the tap relies on (name-mangled attributes of RTCRtpReceiver); all are
+# checked before a receiver is tapped, and a receiver missing any is left to aiortc.
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
+_STARTED = "_RTCRtpReceiver__started"
+_CODECS = "_RTCRtpReceiver__codecs"
+_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+_RTCP_TASK = "_RTCRtpReceiver__rtcp_task"
 
-class _EncodedFrameTap(queue.Queue[Any]):
-    """Stands in for an ``RTCRtpReceiver``'s decoder queue: counts encoded frames and lets
-    them through to the decoder thread only while ``decode`` is set."""
 
-    def __init__(self, received: Received) -> None:
+def _tappable(receiver: RTCRtpReceiver) -> bool:
+    """Whether this aiortc's receiver has the internals :func:`_forward_from` replaces."""
+    return (
+        callable(getattr(getattr(receiver, _JITTER_BUFFER, None), "add", None))
+        and isinstance(getattr(receiver, _DECODER_QUEUE, None), queue.Queue)
+        and getattr(receiver, _DECODER_THREAD, "missing") is None
+        and getattr(receiver, _STARTED, None) is False
+        and isinstance(getattr(receiver, _CODECS, None), dict)
+        and isinstance(getattr(receiver, _RTX_SSRC, None), dict)
+        and callable(getattr(receiver, "_run_rtcp", None))
+        and callable(getattr(receiver, "_send_rtcp_pli", None))
+        and callable(getattr(receiver, "_handle_rtp_packet", None))
+    )
+
+
+class _FrameTap:
+    """Stands in for one receiver's jitter buffer: every encoded frame the buffer completes
+    goes to ``sink`` (bytes, RTP timestamp) instead of back to the receiver, which then has
+    nothing to decode. Remembers the sender's SSRC (the target of a PLI)."""
+
+    def __init__(self, inner: Any, received: Received, sink: Callable[[bytes, int], None]) -> None:
+        self._inner = inner
+        self._received = received
+        self._sink = sink
+        self.ssrc: int | None = None
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        pli, frame = self._inner.add(packet)
+        self.ssrc = packet.ssrc
+        if frame is not None:
+            self._received.frames += 1
+            self._sink(frame.data, frame.timestamp)
+        return pli, None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _DecoderQueueProbe(queue.Queue[Any]):
+    """Stands in for a forwarding receiver's decoder queue: counts what would be decoded.
+    Nothing should ever arrive (no decoder thread runs); the room view shows the count."""
+
+    def __init__(self) -> None:
         super().__init__()
-        self.received = received
-        self.decode = False
+        self.frames = 0
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        if item is None:  # the receiver stopping: let the decoder thread end the track
-            super().put(item, block, timeout)
-            return
-        self.received.frames += 1
-        if self.decode:
-            super().put(item, block, timeout)
+        if item is not None:
+            self.frames += 1
 
 
-_DECODER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
+def _forward_from(
+    receiver: RTCRtpReceiver, received: Received, sink: Callable[[bytes, int], None]
+) -> _FrameTap:
+    """Make this one receiver hand its encoded frames to ``sink`` and never decode.
 
-
-def _tap_receiver(
-    receiver: RTCRtpReceiver, received: Received, *, frames: bool, meter: RtpMeter | None = None
-) -> bool:
-    """Count packets (and, with ``frames``, encoded frames) on this one receiver; feed
-    ``meter`` every RTP packet and the sender's RTCP sender reports.
-
-    Must run before the receiver starts (``receive()`` hands the queue to the decoder
-    thread). Returns whether encoded frames are counted (else the caller counts decoded ones).
+    Three attributes of this instance are replaced before it starts (no class is touched):
+    the jitter buffer (a :class:`_FrameTap` around it), the decoder queue (a probe) and
+    ``receive``, which does what aiortc's does (codecs, RTX mapping, registration with the
+    transport, the RTCP task) except start the decoder thread. Everything else (RTCP
+    reports, NACKs, PLIs on loss, REMB) stays aiortc's.
     """
+    tap = _FrameTap(getattr(receiver, _JITTER_BUFFER), received, sink)
+    setattr(receiver, _JITTER_BUFFER, tap)
+    setattr(receiver, _DECODER_QUEUE, _DecoderQueueProbe())
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        if getattr(receiver, _STARTED):
+            return
+        codecs = getattr(receiver, _CODECS)
+        for codec in parameters.codecs:
+            codecs[codec.payloadType] = codec
+        rtx_ssrc = getattr(receiver, _RTX_SSRC)
+        for encoding in parameters.encodings:
+            if encoding.rtx:
+                rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
+        receiver.transport._register_rtp_receiver(receiver, parameters)
+        setattr(receiver, _RTCP_TASK, asyncio.ensure_future(receiver._run_rtcp()))
+        setattr(receiver, _STARTED, True)
+
+    receiver.receive = receive  # type: ignore[method-assign]
+    return tap
+
+
+def _count_receiver(receiver: RTCRtpReceiver, received: Received, meter: RtpMeter | None = None) -> None:
+    """Count packets and payload bytes on this one receiver; feed ``meter`` every RTP packet
+    and the sender's RTCP sender reports."""
     handle_rtp = getattr(receiver, "_handle_rtp_packet", None)
     if handle_rtp is not None:
 
@@ -149,58 +229,124 @@ def _tap_receiver(
             await handle_rtcp(packet)
 
         receiver._handle_rtcp_packet = reports  # type: ignore[method-assign]
-    if not frames or not isinstance(getattr(receiver, _DECODER_QUEUE_ATTR, None), queue.Queue):
-        return False
-    setattr(receiver, _DECODER_QUEUE_ATTR, _EncodedFrameTap(received))
-    return True
 
 
-# --------------------------------------------------------------------------- forwarding
+# --------------------------------------------------------------------------- forwarders
 
 
-class _ForwardedTrack(MediaStreamTrack):
-    """A subscribe leg's view of one published track. Decoding for it starts only when its
-    sender first asks for a frame: frames decoded for a leg that never connects would pile
-    up unread in aiortc's unbounded track queue."""
+def _discard(data: bytes, timestamp: int) -> None:
+    pass
 
-    def __init__(self, forwarder: RelayForwarder, kind: str, proxy: MediaStreamTrack) -> None:
+
+ForwardMode = Literal["packets", "decoded"]
+
+
+class PacketForwarder:
+    """Forwards a publish leg's encoded frames to its subscribe legs (see the module docstring).
+
+    ``attach(kind)`` returns a track for a subscribe leg's sender; ``detach(track)`` gives it
+    back. ``request_keyframe(kind)`` is a subscriber's PLI/FIR.
+    """
+
+    mode: ForwardMode = "packets"
+
+    def __init__(self, on_forward: Callable[[int], None] | None = None) -> None:
+        self.streams: dict[str, ForwardedStream] = {}
+        self._on_forward = on_forward
+        self._probes: list[_DecoderQueueProbe] = []
+
+    def add_source(
+        self, kind: MediaKind, receiver: RTCRtpReceiver, received: Received, request: Callable[[int], None]
+    ) -> None:
+        """Tap ``receiver`` (before it starts); ``request(ssrc)`` sends the publisher a PLI."""
+        if kind in self.streams:  # a second m-line of a kind: counted, never forwarded nor decoded
+            _forward_from(receiver, received, _discard)
+            self._probes.append(getattr(receiver, _DECODER_QUEUE))
+            return
+        taps: list[_FrameTap] = []
+
+        def ask() -> None:
+            if taps and taps[0].ssrc is not None:
+                request(taps[0].ssrc)
+
+        stream = ForwardedStream(kind, request=ask, on_forward=self._on_forward)
+        taps.append(_forward_from(receiver, received, stream.push))
+        self._probes.append(getattr(receiver, _DECODER_QUEUE))
+        self.streams[kind] = stream
+
+    def attach(self, kind: str) -> MediaStreamTrack | None:
+        stream = self.streams.get(kind)
+        return None if stream is None else stream.track()
+
+    def detach(self, track: MediaStreamTrack) -> None:
+        track.stop()
+
+    def request_keyframe(self, kind: str) -> None:
+        stream = self.streams.get(kind)
+        if stream is not None:
+            stream.request_keyframe()
+
+    def subscribers(self, kind: str) -> int:
+        stream = self.streams.get(kind)
+        return 0 if stream is None else stream.subscribers
+
+    @property
+    def decoded_frames(self) -> int:
+        """Frames that reached a decoder queue of the tapped receivers (0: nothing decoded)."""
+        return sum(p.frames for p in self._probes)
+
+    def forwarded_json(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {k: Forwarded().to_json() for k in KINDS}
+        for kind, stream in self.streams.items():
+            out[kind] = stream.forwarded.to_json()
+        return out
+
+    def close(self) -> None:
+        for stream in self.streams.values():
+            stream.close()
+
+
+class _DecodedTrack(MediaStreamTrack):
+    """The fallback's view of one published track for one subscribe leg (re-encoded by the
+    leg's sender). Counts the frames it hands over (``forwarded``; ``shared``: the stream's)."""
+
+    def __init__(self, kind: str, proxy: MediaStreamTrack, shared: Forwarded) -> None:
         super().__init__()
         self.kind = kind
-        self.active = False
-        self._forwarder = forwarder
+        self.forwarded = Forwarded()
+        self._shared = shared
         self._proxy = proxy
 
     async def recv(self) -> Any:
-        if not self.active:
-            self.active = True
-            self._forwarder._update(self.kind)
-        return await self._proxy.recv()
+        frame = await self._proxy.recv()
+        self.forwarded.packets += 1
+        self._shared.packets += 1
+        return frame
 
     def stop(self) -> None:
         super().stop()
         self._proxy.stop()
 
 
-class RelayForwarder:
-    """Decoded frames of one publish leg, shared by its subscribe legs through a MediaRelay.
+class DecodingForwarder:
+    """The fallback, when the receivers cannot be tapped (``tap_encoded=False``, or an aiortc
+    whose internals differ): aiortc decodes every received frame, a ``MediaRelay`` shares the
+    decoded track, and each subscribe leg's sender re-encodes it (VP8/Opus; its own encoder
+    answers PLIs). Counts decoded frames; forwarded bytes are not measured (0)."""
 
-    ``attach(kind)`` returns a track for a subscribe leg's sender; ``detach(track)`` gives it
-    back. Decoding is on while a kind has at least one attached track that is being read.
-    """
+    mode: ForwardMode = "decoded"
 
     def __init__(self) -> None:
         self._relay = MediaRelay()
         self._sources: dict[str, MediaStreamTrack] = {}
-        self._taps: dict[str, _EncodedFrameTap] = {}
-        self._attached: dict[str, set[_ForwardedTrack]] = {k: set() for k in KINDS}
+        self._forwarded: dict[str, Forwarded] = {k: Forwarded() for k in KINDS}
+        self._attached: set[_DecodedTrack] = set()
+        self.decoded_frames = 0
 
-    def add_source(self, kind: str, track: MediaStreamTrack, tap: _EncodedFrameTap | None) -> None:
+    def add_source(self, kind: str, track: MediaStreamTrack) -> None:
         self._sources[kind] = track
-        if tap is not None:
-            self._taps[kind] = tap
 
     def counting_proxy(self, kind: str) -> MediaStreamTrack | None:
-        """A proxy that the fallback counter reads (decoding always on in that case)."""
         source = self._sources.get(kind)
         return None if source is None else self._relay.subscribe(source, buffered=False)
 
@@ -208,26 +354,27 @@ class RelayForwarder:
         source = self._sources.get(kind)
         if source is None:
             return None
-        track = _ForwardedTrack(self, kind, self._relay.subscribe(source, buffered=False))
-        self._attached[kind].add(track)
+        track = _DecodedTrack(kind, self._relay.subscribe(source, buffered=False), self._forwarded[kind])
+        self._attached.add(track)
         return track
 
     def detach(self, track: MediaStreamTrack) -> None:
-        for kind, tracks in self._attached.items():
-            if track in tracks:
-                tracks.discard(track)
-                track.stop()
-                self._update(kind)
+        if isinstance(track, _DecodedTrack) and track in self._attached:
+            self._attached.discard(track)
+            track.stop()
 
-    def decoding(self, kind: str) -> bool:
-        """Whether received frames of ``kind`` are decoded now (always, without a tap)."""
-        tap = self._taps.get(kind)
-        return kind in self._sources and (tap is None or tap.decode)
+    def request_keyframe(self, kind: str) -> None:
+        """Nothing to do: each subscribe leg's own encoder honours its PLIs."""
 
-    def _update(self, kind: str) -> None:
-        tap = self._taps.get(kind)
-        if tap is not None:
-            tap.decode = any(t.active for t in self._attached[kind])
+    def subscribers(self, kind: str) -> int:
+        return sum(1 for t in self._attached if t.kind == kind)
+
+    def forwarded_json(self) -> dict[str, dict[str, int]]:
+        return {k: f.to_json() for k, f in self._forwarded.items()}
+
+    def close(self) -> None:
+        for track in list(self._attached):
+            self.detach(track)
 
 
 # --------------------------------------------------------------------------- legs
@@ -275,8 +422,8 @@ class _Leg:
     def closed_by_server(self) -> bool:
         return self._closing
 
-    async def _apply_offer(self, sdp: str, prepare: Callable[[str], None]) -> None:
-        """Pre-create one transceiver per offered kind (``prepare``), then apply the offer.
+    async def _apply_offer(self, sdp: str, prepare: Callable[[list[str]], None]) -> None:
+        """Pre-create the transceivers of the offered kinds (``prepare``), then apply the offer.
 
         Codec preferences only count if set before ``setRemoteDescription`` negotiates.
         """
@@ -284,11 +431,10 @@ class _Leg:
             parsed = SessionDescription.parse(sdp)
         except Exception as exc:  # aiortc's parser raises whatever the text trips on
             raise MediaError(f"offer SDP does not parse: {exc!r}") from None
-        kinds = [media.kind for media in parsed.media if media.kind in KINDS]
+        kinds: list[str] = [media.kind for media in parsed.media if media.kind in KINDS]
         if not kinds:
             raise MediaError("offer has no audio or video m-line")
-        for kind in kinds:
-            prepare(kind)
+        prepare(kinds)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # OperationError (no common codec), ValueError, ...
@@ -338,7 +484,7 @@ class _Leg:
 
 
 class PublishLeg(_Leg):
-    """Receives a client's published audio/video and counts what arrives."""
+    """Receives a client's published audio/video, counts what arrives and forwards it."""
 
     role = "publish"
 
@@ -349,48 +495,73 @@ class PublishLeg(_Leg):
         *,
         tap_encoded: bool = True,
         bandwidth: BandwidthSettings | None = None,
+        on_forward: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__(stream_id, configuration)
         self.received: dict[str, Received] = {k: Received() for k in KINDS}
-        self.forwarder = RelayForwarder()
+        self.forwarder: PacketForwarder | DecodingForwarder = (
+            PacketForwarder(on_forward) if tap_encoded else DecodingForwarder()
+        )
         self.monitor = PublishMonitor(bandwidth or BandwidthSettings(), time.monotonic())
-        self._tap_encoded = tap_encoded
+        self.keyframe_requests_sent = 0
+        """PLIs sent to the publisher on behalf of subscribers."""
         self._counters: list[asyncio.Task[None]] = []
+        self._rtcp_tasks: set[asyncio.Task[None]] = set()
 
     def _on_connected(self) -> None:
         self.monitor.detector.reset(time.monotonic())
 
     async def accept_offer(self, sdp: str) -> None:
-        taps: dict[str, _EncodedFrameTap | None] = {}
-
-        def prepare(kind: str) -> None:
-            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
-            transceiver.setCodecPreferences(_preferred(RTCRtpReceiver.getCapabilities(kind)))
-            tapped = _tap_receiver(
-                transceiver.receiver,
-                self.received[kind],
-                frames=self._tap_encoded,
-                meter=self.monitor.meters[kind],
-            )
-            taps[kind] = getattr(transceiver.receiver, _DECODER_QUEUE_ATTR) if tapped else None
+        def prepare(kinds: list[str]) -> None:
+            transceivers = []
+            for kind in kinds:
+                transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+                transceiver.setCodecPreferences(_preferred(RTCRtpReceiver.getCapabilities(kind)))
+                transceivers.append(transceiver)
+            forwarder = self.forwarder
+            tappable = all(_tappable(t.receiver) for t in transceivers)
+            if isinstance(forwarder, PacketForwarder) and not tappable:
+                forwarder = self.forwarder = DecodingForwarder()
+            for transceiver in transceivers:
+                kind = _kind(transceiver.kind)
+                receiver = transceiver.receiver
+                _count_receiver(receiver, self.received[kind], self.monitor.meters[kind])
+                if isinstance(forwarder, PacketForwarder):
+                    forwarder.add_source(
+                        kind, receiver, self.received[kind], functools.partial(self._send_pli, receiver)
+                    )
 
         await self._apply_offer(sdp, prepare)
-        for transceiver in self.pc.getTransceivers():
-            track = transceiver.receiver.track
-            if track is None or transceiver.kind not in taps:
-                continue
-            tap = taps[transceiver.kind]
-            self.forwarder.add_source(transceiver.kind, track, tap)
-            if tap is None:  # fallback: decode and count decoded frames
+        forwarder = self.forwarder
+        if isinstance(forwarder, DecodingForwarder):
+            for transceiver in self.pc.getTransceivers():
+                track = transceiver.receiver.track
+                if track is None or transceiver.kind not in KINDS:
+                    continue
+                forwarder.add_source(transceiver.kind, track)
                 self._counters.append(
                     asyncio.create_task(
-                        self._count_decoded(transceiver.kind),
+                        self._count_decoded(forwarder, transceiver.kind),
                         name=f"count-decoded-{self.stream_id}-{transceiver.kind}",
                     )
                 )
 
-    async def _count_decoded(self, kind: str) -> None:
-        proxy = self.forwarder.counting_proxy(kind)
+    def _send_pli(self, receiver: RTCRtpReceiver, ssrc: int) -> None:
+        """Ask the publisher for a keyframe (an RTCP PLI from its receiver)."""
+        if self.state != "connected":
+            return
+        self.keyframe_requests_sent += 1
+        task = asyncio.create_task(receiver._send_rtcp_pli(ssrc), name=f"pli-{self.stream_id}")
+        self._rtcp_tasks.add(task)
+        task.add_done_callback(self._rtcp_done)
+
+    def _rtcp_done(self, task: asyncio.Task[None]) -> None:
+        self._rtcp_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("keyframe_request_failed", stream_id=self.stream_id, exc_info=task.exception())
+
+    async def _count_decoded(self, forwarder: DecodingForwarder, kind: str) -> None:
+        proxy = forwarder.counting_proxy(kind)
         if proxy is None:
             return
         received = self.received[kind]
@@ -398,27 +569,45 @@ class PublishLeg(_Leg):
             while True:
                 await proxy.recv()
                 received.frames += 1
+                forwarder.decoded_frames += 1
 
     @property
     def decoding(self) -> dict[str, bool]:
-        """Per kind, whether this leg's received frames are being decoded (for subscribers)."""
-        return {k: self.forwarder.decoding(k) for k in KINDS}
+        """Per kind, whether this leg's received frames are being decoded (fallback only)."""
+        decoded = self.forwarder.mode == "decoded"
+        kinds = {t.kind for t in self.pc.getTransceivers()}
+        return {k: decoded and k in kinds for k in KINDS}
+
+    @property
+    def decoded_frames(self) -> int:
+        """Frames of this leg that went through a decoder (0 on the forwarding path)."""
+        return self.forwarder.decoded_frames
 
     def received_json(self) -> dict[str, dict[str, int]]:
         return {k: r.to_json() for k, r in self.received.items()}
 
+    def forwarded_json(self) -> dict[str, dict[str, int]]:
+        return self.forwarder.forwarded_json()
+
     async def aclose(self) -> None:
+        self.forwarder.close()
         await super().aclose()
-        for task in self._counters:
+        tasks = [*self._counters, *self._rtcp_tasks]
+        for task in tasks:
             task.cancel()
-        for task in self._counters:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._counters.clear()
+        self._rtcp_tasks.clear()
 
 
 class SubscribeLeg(_Leg):
-    """Sends one published stream to one subscriber (tracks from the publisher's forwarder)."""
+    """Sends one published stream to one subscriber (tracks from the publisher's forwarder).
+
+    On the forwarding path its video sender's keyframe requests (the subscriber's PLI/FIR,
+    which aiortc would answer by forcing its encoder) go to the publisher instead.
+    """
 
     role = "subscribe"
 
@@ -441,21 +630,56 @@ class SubscribeLeg(_Leg):
         self.monitor.detector.reset(time.monotonic())
 
     async def accept_offer(self, sdp: str) -> None:
-        def prepare(kind: str) -> None:
-            track = self.source.forwarder.attach(kind)
-            if track is not None:
-                self._tracks.append(track)
-            transceiver = self.pc.addTransceiver(track or kind, direction="sendonly")
-            transceiver.setCodecPreferences(_preferred(RTCRtpSender.getCapabilities(kind)))
-            _tap_sender(transceiver.sender, kind, self.monitor)
+        forwarder = self.source.forwarder
+
+        def prepare(kinds: list[str]) -> None:
+            for kind in kinds:
+                track = forwarder.attach(kind)
+                if track is not None:
+                    self._tracks.append(track)
+                transceiver = self.pc.addTransceiver(track or kind, direction="sendonly")
+                transceiver.setCodecPreferences(_preferred(RTCRtpSender.getCapabilities(kind)))
+                _tap_sender(transceiver.sender, kind, self.monitor)
+                if forwarder.mode == "packets" and track is not None and kind == "video":
+                    _forward_keyframe_requests(transceiver.sender, forwarder, kind)
 
         await self._apply_offer(sdp, prepare)
+
+    def forwarded_json(self) -> dict[str, dict[str, int]]:
+        """What this leg's senders took, per kind."""
+        out = {k: Forwarded() for k in KINDS}
+        for track in self._tracks:
+            mine = getattr(track, "forwarded", None)
+            if isinstance(mine, Forwarded) and track.kind in out:
+                total = out[track.kind]
+                total.packets += mine.packets
+                total.bytes += mine.bytes
+                total.dropped += mine.dropped
+        return {k: f.to_json() for k, f in out.items()}
 
     async def aclose(self) -> None:
         for track in self._tracks:
             self.source.forwarder.detach(track)
-        self._tracks.clear()
         await super().aclose()
+
+
+def _forward_keyframe_requests(
+    sender: RTCRtpSender, forwarder: PacketForwarder | DecodingForwarder, kind: str
+) -> None:
+    """This one sender's PLI/FIR handling (``_send_keyframe``) asks the publisher instead."""
+
+    def send_keyframe() -> None:
+        forwarder.request_keyframe(kind)
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
+def _kind(kind: str) -> MediaKind:
+    if kind == "audio":
+        return "audio"
+    if kind == "video":
+        return "video"
+    raise MediaError(f"unexpected media kind {kind!r}")
 
 
 def _tap_sender(sender: RTCRtpSender, kind: str, monitor: SubscribeMonitor) -> None:
@@ -540,8 +764,15 @@ class MediaServer:
         self._ice_servers = tuple(ice_servers)
         self._tap_encoded = tap_encoded
         self.bandwidth = bandwidth or BandwidthSettings()
+        self.forwarded = Forwarded()
+        """Everything forwarded by this server, closed legs included (for the metrics)."""
         self._publish: dict[tuple[str, int], PublishLeg] = {}
         self._subscribe: dict[tuple[str, str, int], SubscribeLeg] = {}
+        self._fallback_logged = False
+
+    def _on_forward(self, size: int) -> None:
+        self.forwarded.packets += 1
+        self.forwarded.bytes += size
 
     def _configuration(self) -> RTCConfiguration:
         return rtc_configuration(self._ice_servers)
@@ -552,13 +783,24 @@ class MediaServer:
         """A new publish leg for the offer; a previous leg of that stream is replaced."""
         await self.close_publish(room_id, stream_id)
         leg = PublishLeg(
-            stream_id, self._configuration(), tap_encoded=self._tap_encoded, bandwidth=self.bandwidth
+            stream_id,
+            self._configuration(),
+            tap_encoded=self._tap_encoded,
+            bandwidth=self.bandwidth,
+            on_forward=self._on_forward,
         )
         try:
             await leg.accept_offer(sdp)
         except MediaError:
             await leg.aclose()
             raise
+        if leg.forwarder.mode == "decoded" and not self._fallback_logged:
+            self._fallback_logged = True
+            log.warning(
+                "media_forwarding_decodes",
+                reason="tap_encoded=False" if not self._tap_encoded else "aiortc receiver internals differ",
+                detail="subscribers get decoded and re-encoded media (MediaRelay); CPU heavy",
+            )
         self._publish[(room_id, stream_id)] = leg
         return leg
 
@@ -580,6 +822,29 @@ class MediaServer:
         if leg is None:
             return {k: Received().to_json() for k in KINDS}
         return leg.received_json()
+
+    def forwarding_view(self, room_id: str, stream_id: int) -> dict[str, Any]:
+        """The room view's forwarding fields of one stream: ``forwarded`` per kind (all of
+        its subscribers, closed legs included), ``subscribers`` (connected subscribe legs),
+        ``decoded_frames`` (0 on the forwarding path), ``forwarding`` (``packets`` or the
+        ``decoded`` fallback) and ``keyframe_requests`` (PLIs sent to the publisher)."""
+        leg = self._publish.get((room_id, stream_id))
+        if leg is None:
+            return {
+                "forwarded": {k: Forwarded().to_json() for k in KINDS},
+                "subscribers": 0,
+                "decoded_frames": 0,
+                "forwarding": None,
+                "keyframe_requests": 0,
+            }
+        subscribers = sum(1 for s in self._subscribe.values() if s.source is leg and s.state == "connected")
+        return {
+            "forwarded": leg.forwarded_json(),
+            "subscribers": subscribers,
+            "decoded_frames": leg.decoded_frames,
+            "forwarding": leg.forwarder.mode,
+            "keyframe_requests": leg.keyframe_requests_sent,
+        }
 
     # ------------------------------------------------------------------ subscribe legs
 
@@ -686,6 +951,12 @@ class MediaServer:
     @property
     def leg_count(self) -> int:
         return len(self._publish) + len(self._subscribe)
+
+    def connected_legs(self) -> tuple[int, int]:
+        """(publish legs, subscribe legs) whose media is up now."""
+        publish = sum(1 for leg in list(self._publish.values()) if leg.state == "connected")
+        subscribe = sum(1 for leg in list(self._subscribe.values()) if leg.state == "connected")
+        return publish, subscribe
 
     async def aclose(self) -> None:
         """Close every peer connection (idempotent)."""

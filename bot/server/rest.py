@@ -5,7 +5,9 @@ Emulator (tests and demos): ``GET /emulator/rooms/{id}`` (room view),
 network fault would; 404 if it has none), ``POST /emulator/rooms/{id}/bandwidth`` with
 ``{"client_ids": [...], "bandwidth": <kbps>}`` (alert) or ``{"client_ids": [...], "restored":
 true}`` (restore; optional ``bandwidth``): the bandwidth detector's own events. ``GET|HEAD
-/status`` (no auth) answers the clients' network probe (``internetDetectionUrl``).
+/status`` (no auth) answers the clients' network probe (``internetDetectionUrl``). ``GET
+/metrics`` (no auth, like most exporters: room ids and counts, no secrets) is the Prometheus
+exposition of :mod:`.metrics` plus the process's ``process_*``.
 
 Everything under ``/video/v2`` and ``/emulator`` needs HTTP Basic ``APP_ID:APP_KEY``; errors
 are JSON ``{result: <HTTP status>, error}``. Tokens carry as ``host`` the Host header the
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
 from .errors import BadRequest, ClientNotFound, RoomNotFound, ServerError
 from .rooms import check_role
@@ -34,6 +37,7 @@ log = structlog.get_logger(__name__)
 
 API_PREFIX = "/video/v2"
 STATUS_PATH = "/status"
+METRICS_PATH = "/metrics"
 EMULATOR_PREFIX = "/emulator"
 PROTECTED_PREFIXES = (API_PREFIX, EMULATOR_PREFIX)
 REALM = 'Basic realm="enx-bot room server", charset="UTF-8"'
@@ -162,12 +166,21 @@ def make_app(server: RoomServer) -> web.Application:
         await server.inject_bandwidth(room_id, client_ids, kbps=kbps, restored=restored)
         return web.json_response({"result": 0})
 
+    process_registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=process_registry)
+
+    async def metrics(request: web.Request) -> web.Response:
+        """Prometheus exposition: the server's registry, then the process's CPU and memory."""
+        body = generate_latest(server.registry) + generate_latest(process_registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     async def status(request: web.Request) -> web.Response:
         """``internetDetectionUrl``: clients probe it (``HEAD ?rand=N``) before rejoining."""
         return web.json_response({"result": 0})
 
     app = web.Application(middlewares=[guard])
     app.router.add_get(STATUS_PATH, status)
+    app.router.add_get(METRICS_PATH, metrics)
     app.router.add_post(f"{API_PREFIX}/rooms", create_room)
     app.router.add_get(f"{API_PREFIX}/rooms", list_rooms)
     app.router.add_get(f"{API_PREFIX}/rooms/{{room_id}}", get_room)

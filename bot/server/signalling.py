@@ -110,6 +110,23 @@ DEFAULT_RESTORE_KBPS = 1000  # an injected restore without a bandwidth nor a mea
 
 
 @dataclass(kw_only=True)
+class SignallingStats:
+    """Counts for the server's metrics (:mod:`.metrics` reads them at scrape time)."""
+
+    joins: int = 0
+    """Tokens accepted: joins and rejoins."""
+    refusals: dict[int, int] = field(default_factory=dict)
+    """Tokens refused, by error code."""
+    alerts: dict[str, int] = field(default_factory=lambda: {"publisher": 0, "subscriber": 0})
+    """Low-bandwidth verdicts sent, by leg (``publisher``: detector or injected)."""
+    restores: int = 0
+    """Restored verdicts sent."""
+
+    def refused(self, code: int) -> None:
+        self.refusals[int(code)] = self.refusals.get(int(code), 0) + 1
+
+
+@dataclass(kw_only=True)
 class Session:
     """One Socket.IO connection; joined once ``token`` succeeded. ``left`` once it left the
     room (``drop``) or a rejoin on a newer socket took its participant over."""
@@ -172,6 +189,7 @@ class Signalling:
             engineio_logger=False,
         )
         self.handshake_timeout_s = HANDSHAKE_TIMEOUT_S
+        self.stats = SignallingStats()
         self._sessions: dict[str, Session] = {}
         self._presence: dict[tuple[str, str], _Presence] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -349,6 +367,7 @@ class Signalling:
         """Ack the refusal, then close the socket once the ack had time to arrive."""
         shown = redact(token_id) if isinstance(token_id, str) else None
         log.info("token_refused", sid=session.sid, code=exc.code, reason=str(exc), token=shown)
+        self.stats.refused(exc.code)
         session.timers.append(
             self._spawn(self._disconnect_later(session, REFUSAL_GRACE_S), name=f"refuse-{session.sid}")
         )
@@ -383,6 +402,7 @@ class Signalling:
         )
         room.add_participant(participant)
         self.tokens.consume(claims, client_id)
+        self.stats.joins += 1
         session.room_id, session.client_id = room.room_id, client_id
         self._cancel(session.timers)
         session.timers.clear()
@@ -466,6 +486,7 @@ class Signalling:
                 self._stale_expiry(room, participant), name=f"stale-{participant.client_id}"
             )
         self.tokens.consume(claims, participant.client_id)
+        self.stats.joins += 1
         session.room_id, session.client_id = room.room_id, participant.client_id
         self._cancel(session.timers)
         session.timers.clear()
@@ -639,6 +660,7 @@ class Signalling:
                 return
             event = BandwidthEvent(**stream_event(stream.id, stream.name, change.verdict, "subscriber"))
             await self._send(subscriber, event)
+            self._count_verdict(change.verdict, "subscriber")
             log.info(
                 "bandwidth_" + change.verdict,
                 room=room.room_id,
@@ -686,6 +708,7 @@ class Signalling:
     ) -> None:
         """A participant's uplink is low / restored: ``publisher-bw`` to it (when its state
         changes, or always when injected), ``bw-alert`` per announced stream to the others."""
+        self._count_verdict(verdict, "publisher")
         was_low = bool(participant.bw_low)
         for stream in streams:
             if verdict == "low":
@@ -710,6 +733,12 @@ class Signalling:
             reasons=list(reasons),
             window=window,
         )
+
+    def _count_verdict(self, verdict: Verdict, kind: str) -> None:
+        if verdict == "low":
+            self.stats.alerts[kind] = self.stats.alerts.get(kind, 0) + 1
+        else:
+            self.stats.restores += 1
 
     async def inject_bandwidth(
         self, room_id: str, client_ids: Sequence[str], *, kbps: float | None, restored: bool

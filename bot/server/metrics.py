@@ -1,0 +1,113 @@
+"""Prometheus metrics of one room server, on a registry of its own (many servers per process).
+
+``RoomServer.registry`` holds only the ``enx_server_*`` families below, read from the
+server's state at scrape time (nothing is updated per packet): the embedded agent merges it
+into its own exposition. ``GET /metrics`` on the server's app serves it, plus the
+``process_*`` families of the process, without authentication like most exporters (it shows
+room ids and counts, never tokens nor keys).
+
+=============================================  =========  =======================================
+name                                           type       meaning
+=============================================  =========  =======================================
+``enx_server_rooms``                           gauge      rooms that exist
+``enx_server_participants{room}``              gauge      participants per room (away ones too)
+``enx_server_streams_published``               gauge      streams announced to the room
+``enx_server_streams_forwarded``               gauge      subscribe legs whose media is up
+``enx_server_forwarded_packets_total``         counter    encoded packets (VP8 frames, Opus
+                                                          packets) sent to subscribers
+``enx_server_forwarded_bytes_total``           counter    their payload bytes (before RTP)
+``enx_server_bandwidth_alerts_total{kind}``    counter    low-bandwidth verdicts sent;
+                                                          ``kind``: publisher / subscriber
+``enx_server_bandwidth_restores_total``        counter    restored verdicts sent
+``enx_server_joins_total``                     counter    tokens accepted (joins and rejoins)
+``enx_server_join_refusals_total{code}``       counter    tokens refused, by error code
+=============================================  =========  =======================================
+
+Scrapes may come from another thread (the agent's health server): the collector copies the
+server's containers before reading them and retries if one changed under it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from .app import RoomServer
+
+_ATTEMPTS = 5
+
+
+class ServerCollector:
+    """Reads one :class:`~.app.RoomServer` at scrape time."""
+
+    def __init__(self, server: RoomServer) -> None:
+        self._server = server
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families(empty=True)
+
+    def collect(self) -> Iterator[Metric]:
+        for attempt in range(_ATTEMPTS):
+            try:
+                families = list(self._families(empty=False))
+            except RuntimeError:  # a dict changed size while we copied it: read again
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                continue
+            yield from families
+            return
+
+    def _families(self, *, empty: bool) -> Iterator[Metric]:
+        server = self._server
+        rooms = GaugeMetricFamily("enx_server_rooms", "Rooms that exist.")
+        participants = GaugeMetricFamily(
+            "enx_server_participants", "Participants per room (away ones too).", labels=["room"]
+        )
+        published = GaugeMetricFamily("enx_server_streams_published", "Streams announced to the room.")
+        forwarded = GaugeMetricFamily("enx_server_streams_forwarded", "Subscribe legs whose media is up.")
+        packets = CounterMetricFamily(
+            "enx_server_forwarded_packets",
+            "Encoded packets (VP8 frames, Opus packets) sent to subscribers.",
+        )
+        octets = CounterMetricFamily(
+            "enx_server_forwarded_bytes", "Payload bytes of the packets sent to subscribers."
+        )
+        alerts = CounterMetricFamily(
+            "enx_server_bandwidth_alerts", "Low-bandwidth verdicts sent, by leg.", labels=["kind"]
+        )
+        restores = CounterMetricFamily("enx_server_bandwidth_restores", "Restored-bandwidth verdicts sent.")
+        joins = CounterMetricFamily("enx_server_joins", "Tokens accepted (joins and rejoins).")
+        refusals = CounterMetricFamily(
+            "enx_server_join_refusals", "Tokens refused, by error code.", labels=["code"]
+        )
+        if not empty:
+            all_rooms = list(server.rooms)
+            rooms.add_metric([], len(all_rooms))
+            streams = 0
+            for room in all_rooms:
+                participants.add_metric([room.room_id], len(room.participants))
+                streams += sum(1 for s in list(room.streams.values()) if s.announced)
+            published.add_metric([], streams)
+            forwarded.add_metric([], server.media.connected_legs()[1])
+            packets.add_metric([], server.media.forwarded.packets)
+            octets.add_metric([], server.media.forwarded.bytes)
+            stats = server.signalling.stats
+            for kind, count in sorted(dict(stats.alerts).items()):
+                alerts.add_metric([kind], count)
+            restores.add_metric([], stats.restores)
+            joins.add_metric([], stats.joins)
+            for code, count in sorted(dict(stats.refusals).items()):
+                refusals.add_metric([str(code)], count)
+        yield from (rooms, participants, published, forwarded, packets, octets, alerts, restores, joins)
+        yield refusals
+
+
+def server_registry(server: RoomServer) -> CollectorRegistry:
+    """A registry holding ``server``'s metrics only (no process metrics: the agent has them)."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(ServerCollector(server))
+    return registry
