@@ -46,6 +46,37 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--app-id", default=os.environ.get("ENX_APP_ID"), help="default: $ENX_APP_ID")
     serve.add_argument("--app-key", default=os.environ.get("ENX_APP_KEY"), help="default: $ENX_APP_KEY")
     serve.add_argument("--create-room", metavar="NAME", help="create a room at start and log its id")
+    serve.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=os.environ.get("ENX_DATA_DIR") or "./data",
+        help="keep rooms and used tokens in DIR/rooms.sqlite3 across restarts; ':memory:' keeps "
+        "nothing (default: $ENX_DATA_DIR or ./data)",
+    )
+    serve.add_argument("--stun", metavar="URL", default=os.environ.get("ENX_STUN_URL"), help="$ENX_STUN_URL")
+    serve.add_argument("--turn", metavar="URL", default=os.environ.get("ENX_TURN_URL"), help="$ENX_TURN_URL")
+    serve.add_argument(
+        "--turn-username", default=os.environ.get("ENX_TURN_USERNAME"), help="$ENX_TURN_USERNAME"
+    )
+    serve.add_argument(
+        "--turn-credential", default=os.environ.get("ENX_TURN_CREDENTIAL"), help="$ENX_TURN_CREDENTIAL"
+    )
+    serve.add_argument(
+        "--reconnect-grace",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="keep a participant whose socket dropped this long for its rejoin "
+        "(default: $ENX_RECONNECT_GRACE_S or 10)",
+    )
+    serve.add_argument(
+        "--bw-window", metavar="SECONDS", type=float, default=None, help="bandwidth detector window (2.5)"
+    )
+    serve.add_argument("--bw-loss-pct", metavar="PCT", type=float, default=None, help="loss that alerts (5)")
+    serve.add_argument(
+        "--bw-delay-ms", metavar="MS", type=float, default=None, help="queue delay that alerts (400)"
+    )
+    serve.add_argument("--no-bw-detector", action="store_true", help="send no bandwidth alerts of its own")
     serve.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
@@ -98,20 +129,38 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    """Run the config's bots here, or (``workers`` > 1) in worker processes of this one."""
     from bot.agent.logs import configure_logging
     from bot.agent.runner import Agent
+    from bot.agent.swarm import SwarmPlan
+    from bot.agent.tuning import loop_factory, raise_fd_limit
+    from bot.agent.workers import Supervisor, die_with_parent, resolve_workers
 
+    plan = SwarmPlan.from_env(os.environ)  # set when this process is a worker of a swarm
+    if plan is not None and not die_with_parent(plan.parent):
+        return EXIT_OK  # the parent is already gone: nothing to run for
     cfg = _load(args.config)
+    factory = loop_factory(cfg.event_loop)
     configure_logging(args.log_format or cfg.log_format, args.log_level or cfg.log_level)
-    agent = Agent(cfg)
-    code = _run_with_signals(agent.run(), agent.stop)
-    failure = agent.first_failure()
+    workers = 1 if plan is not None else resolve_workers(cfg)
+    raise_fd_limit(-(-len(cfg.my_bots()) // workers))
+    runner: Agent | Supervisor
+    if workers > 1:
+        argv = ["run", args.config]
+        for flag, value in (("--log-format", args.log_format), ("--log-level", args.log_level)):
+            if value:
+                argv += [flag, value]
+        runner = Supervisor(cfg, workers, argv)
+    else:
+        runner = Agent(cfg, plan=plan)
+    code = _run_with_signals(runner.run(), runner.stop, factory)
+    failure = runner.first_failure()
     if code != EXIT_OK and failure:
         _fail(failure, code)
     return code
 
 
-def _run_with_signals(coro, on_first_signal) -> int:  # type: ignore[no-untyped-def]
+def _run_with_signals(coro, on_first_signal, loop_factory=None) -> int:  # type: ignore[no-untyped-def]
     """First SIGINT/SIGTERM drains (bots leave), the second cancels."""
     log = structlog.get_logger("bot.cli")
 
@@ -139,25 +188,85 @@ def _run_with_signals(coro, on_first_signal) -> int:  # type: ignore[no-untyped-
                 loop.remove_signal_handler(sig)
 
     try:
-        return asyncio.run(main())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(main())
     except asyncio.CancelledError:
         return EXIT_OK
 
 
+def _serve_options(args: argparse.Namespace) -> dict[str, object]:
+    """ICE servers, data directory, grace period and detector settings of ``serve``."""
+    from dataclasses import replace
+
+    from bot.proto import IceServer
+    from bot.server import BandwidthSettings
+
+    ice: list[IceServer] = []
+    if args.stun:
+        if not args.stun.startswith("stun:"):
+            raise ConfigError(f"--stun {args.stun!r} must be a stun: URL (e.g. stun:stun.example.org:3478)")
+        ice.append(IceServer(urls=args.stun))
+    if args.turn:
+        if not args.turn.startswith(("turn:", "turns:")):
+            raise ConfigError(f"--turn {args.turn!r} must be a turn: or turns: URL (e.g. turn:10.0.0.1:3478)")
+        if not args.turn_username or not args.turn_credential:
+            raise ConfigError(
+                "--turn needs --turn-username and --turn-credential (or ENX_TURN_USERNAME/_CREDENTIAL)"
+            )
+        ice.append(IceServer(urls=args.turn, username=args.turn_username, credential=args.turn_credential))
+    grace = args.reconnect_grace
+    if grace is None:
+        value = os.environ.get("ENX_RECONNECT_GRACE_S") or "10"
+        try:
+            grace = float(value)
+        except ValueError:
+            raise ConfigError(f"$ENX_RECONNECT_GRACE_S must be a number of seconds, not {value!r}") from None
+    if grace < 0:
+        raise ConfigError(f"--reconnect-grace {grace} must be 0 or more seconds")
+    bandwidth = BandwidthSettings(enabled=not args.no_bw_detector)
+    try:
+        if args.bw_window is not None:
+            tick = min(bandwidth.tick_s, args.bw_window)
+            recent = min(bandwidth.recent_s, args.bw_window)
+            bandwidth = replace(bandwidth, window_s=args.bw_window, tick_s=tick, recent_s=recent)
+        if args.bw_loss_pct is not None:
+            restore = min(bandwidth.loss_restore_pct, args.bw_loss_pct)
+            bandwidth = replace(bandwidth, loss_low_pct=args.bw_loss_pct, loss_restore_pct=restore)
+        if args.bw_delay_ms is not None:
+            restore = min(bandwidth.delay_restore_ms, args.bw_delay_ms)
+            bandwidth = replace(bandwidth, delay_low_ms=args.bw_delay_ms, delay_restore_ms=restore)
+    except ValueError as exc:
+        raise ConfigError(f"bandwidth detector: {exc}") from None
+    return {
+        "data_dir": args.data_dir,
+        "ice_servers": ice,
+        "reconnect_grace_s": grace,
+        "bandwidth": bandwidth,
+    }
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from bot.agent.logs import configure_logging
-    from bot.server import serve
+    from bot.server import StoreError, serve
 
     if not args.app_id or not args.app_key:
         raise ConfigError("no app id/key: set ENX_APP_ID and ENX_APP_KEY, or pass --app-id and --app-key")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not a TCP port (0-65535)")
+    options = _serve_options(args)
     configure_logging(args.log_format, args.log_level)
     stop = asyncio.Event()
 
     async def run() -> int:
         task = asyncio.create_task(
-            serve(args.host, args.port, args.app_id, args.app_key, create_room=args.create_room)
+            serve(
+                args.host,
+                args.port,
+                args.app_id,
+                args.app_key,
+                create_room=args.create_room,
+                **options,  # type: ignore[arg-type]
+            )
         )
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -171,6 +280,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         return _run_with_signals(run(), stop.set)
+    except StoreError as exc:
+        raise ConfigError(f"{exc}: choose another --data-dir (or ':memory:')") from None
     except OSError as exc:
         raise ConfigError(
             f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}): choose another --port"

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from aiortc.mediastreams import MediaStreamTrack
 
-from bot.media import MediaError, MediaSpec, open_media
+from bot.media import MediaError, MediaSpec, SharedMedia, open_media
 from bot.rtc import EnxRtc, RoomError
 
 from .config import BotConfig
@@ -48,10 +49,21 @@ def media_spec(cfg: BotConfig) -> MediaSpec:
 
 
 class Bot:
-    def __init__(self, cfg: BotConfig, tokens: TokenSource, room_label: str = "") -> None:
+    """One bot. ``media``: the process's shared encoders to take tracks from (None: this bot
+    encodes its own media, the naive way)."""
+
+    def __init__(
+        self,
+        cfg: BotConfig,
+        tokens: TokenSource,
+        room_label: str = "",
+        *,
+        media: SharedMedia | None = None,
+    ) -> None:
         self.cfg = cfg
         self.tokens = tokens
         self.room_label = room_label
+        self.media = media
         self.rtc: EnxRtc | None = None
         self._stop = asyncio.Event()
         self.log = log.bind(bot=cfg.name, room=room_label or None)
@@ -95,7 +107,7 @@ class Bot:
             want_audio = cfg.local_info.audio
             want_video = cfg.local_info.video and not cfg.room_info.audio_only
             if cfg.role != "viewer" and (want_audio or want_video):
-                audio, video = open_media(media_spec(cfg), audio=want_audio, video=want_video, label=cfg.name)
+                audio, video = self._open_media(want_audio, want_video)
             rtc = EnxRtc(audio_track=audio, video_track=video)
             self.rtc = rtc
             self._wire_callbacks(rtc)
@@ -136,6 +148,14 @@ class Bot:
         return result
 
     _publish_ms: float | None = None
+
+    def _open_media(
+        self, audio: bool, video: bool
+    ) -> tuple[MediaStreamTrack | None, MediaStreamTrack | None]:
+        """The tracks to publish: subscribers of the shared encoders, or this bot's own."""
+        if self.media is not None:
+            return self.media.tracks(media_spec(self.cfg), audio=audio, video=video)
+        return open_media(media_spec(self.cfg), audio=audio, video=video, label=self.cfg.name)
 
     async def _stay(self, rtc: EnxRtc) -> tuple[Outcome, str]:
         stop = asyncio.ensure_future(self._stop.wait())

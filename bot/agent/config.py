@@ -1,14 +1,23 @@
 """The agent's YAML config: load, interpolate, validate, resolve where tokens come from.
 
 A config names exactly one way to get into a room: ``server: embedded`` (start the local
-room server in this process), a ``token`` (default ``${ENX_TOKEN}``), or credentials
-(``api_url``, ``app_id``, ``app_key``, ``room_id``) from which each bot mints its own token.
+room server in this process), a ``token`` (default ``${ENX_TOKEN}``), a ``token_file`` of
+pre-issued tokens, a ``token_url`` (the user's own app server), or credentials (``api_url``,
+``app_id``, ``app_key``, ``room_id``/``rooms``) from which each bot mints its own token.
 ``local_info`` and ``room_info`` keep EnableX's spelling so EnableX users recognise them.
+
+A bot entry may stand for many bots (``count: 200`` with ``name: load-{i}``), each drawn from
+weighted ``variants``; the config's ``bots`` is the expanded list, in order, and a bot's
+position in it is its global index (the ramp's order and the ``ENX_SHARD_INDEX`` slice).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
+import string
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +28,7 @@ import yaml
 from .errors import ConfigError
 from .interpolate import interpolate
 from .policy import FallbackSettings
+from .ramp import Backoff, RampSchedule, Stage, parse_duration
 from .schema import build
 
 DEFAULT_API_URL = "https://api.enablex.io/video/v2"
@@ -35,6 +45,8 @@ class MediaConfig:
     tone_hz: float | None = 440.0
     file: str | None = None
     loop: bool = True
+    shared: bool | None = None
+    """Share one encoding with the process's other bots (None: the top-level ``shared_media``)."""
 
     def __post_init__(self) -> None:
         if self.kind == "file" and not self.file:
@@ -138,27 +150,125 @@ class EmbeddedConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RampStageConfig:
+    """``{to: N, over: D}``: grow the swarm to N bots evenly over D; ``{hold: D}``: wait D."""
+
+    to: int | None = None
+    over: float | str = 0.0
+    hold: float | str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.to is None) == (self.hold is None):
+            raise ValueError("a ramp stage is either {to: N, over: 10s} or {hold: 10s}")
+        if self.hold is not None and self.over not in (0, 0.0):
+            raise ValueError("'over' goes with 'to', not with 'hold'")
+        if self.to is not None and self.to < 0:
+            raise ValueError(f"to must be 0 or more bots, not {self.to}")
+        self.stage()  # durations parse
+
+    def stage(self) -> Stage:
+        if self.hold is not None:
+            return Stage(None, parse_duration(self.hold, "hold"))
+        return Stage(self.to, parse_duration(self.over, "over"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RampConfig:
+    """How fast bots join: at most ``rate`` joins a second (None: no limit), through ``stages``.
+
+    In YAML, ``ramp: 20`` is ``{rate: 20}`` and ``ramp: [stages...]`` is ``{stages: [...]}``."""
+
+    rate: float | None = None
+    stages: list[RampStageConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError(f"rate must be more than 0 joins per second, not {self.rate:g}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentConfig:
     server: Literal["embedded"] | None = None
     token: str | None = None
+    token_file: str | None = None
+    token_url: str | None = None
     api_url: str = DEFAULT_API_URL
     app_id: str | None = None
     app_key: str | None = None
     room_id: str | None = None
+    rooms: int | list[str] | None = None
+    """A number: create that many rooms (embedded server or REST); a list: these room ids."""
+    bots_per_room: int | None = None
     embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
+    ramp: RampConfig = field(default_factory=RampConfig)
+    join_retries: int = 0
+    join_backoff: float | str = 1.0
+    workers: int | Literal["auto"] = 1
+    shared_media: bool = True
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     defaults: dict[str, Any] = field(default_factory=dict)
     bots: list[BotConfig] = field(default_factory=list)
     path: str = ""
+    issued_tokens: tuple[str, ...] = field(default=(), init=False, repr=False)
+    """The tokens of ``token_file``, one per bot in order."""
+    shard_index: int = field(default=0, init=False)
+    shard_count: int = field(default=1, init=False)
+    """This process runs the bots ``i`` with ``i % shard_count == shard_index`` (ENX_SHARD_*)."""
 
-    @property
-    def mode(self) -> Literal["embedded", "token", "credentials"]:
+    def __post_init__(self) -> None:
+        if self.join_retries < 0:
+            raise ValueError(f"join_retries must be 0 or more, not {self.join_retries}")
+        parse_duration(self.join_backoff, "join_backoff")
+        if isinstance(self.workers, int) and self.workers < 1:
+            raise ValueError(f"workers must be 1 or more (or auto), not {self.workers}")
+        if self.bots_per_room is not None and self.bots_per_room < 1:
+            raise ValueError(f"bots_per_room must be 1 or more, not {self.bots_per_room}")
+        if isinstance(self.rooms, int) and self.rooms < 1:
+            raise ValueError(f"rooms must be 1 or more (or a list of room ids), not {self.rooms}")
+        if isinstance(self.rooms, tuple | list) and not self.rooms:
+            raise ValueError("rooms is an empty list: give room ids, or a number of rooms to create")
+
+    @functools.cached_property
+    def mode(self) -> Literal["embedded", "token", "token_file", "token_url", "credentials"]:
         if self.server == "embedded":
             return "embedded"
         if self.token or any(b.token for b in self.bots):
             return "token"
+        if self.token_file:
+            return "token_file"
+        if self.token_url:
+            return "token_url"
         return "credentials"
+
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(first=parse_duration(self.join_backoff, "join_backoff"))
+
+    def schedule(self) -> RampSchedule:
+        return RampSchedule(len(self.bots), self.ramp.rate, [s.stage() for s in self.ramp.stages])
+
+    @property
+    def room_ids(self) -> list[str]:
+        """The rooms named in the config (``rooms`` list or ``room_id``), not created ones."""
+        if isinstance(self.rooms, tuple | list):
+            return list(self.rooms)
+        return [self.room_id] if self.room_id else []
+
+    @property
+    def creates_rooms(self) -> bool:
+        return isinstance(self.rooms, int)
+
+    def my_bots(self) -> list[tuple[int, BotConfig]]:
+        """``(global index, bot)`` of the bots this process runs."""
+        return [(i, b) for i, b in enumerate(self.bots) if i % self.shard_count == self.shard_index]
+
+    def room_of(self, index: int, room_count: int) -> int:
+        """Which of ``room_count`` rooms bot ``index`` joins: consecutive blocks of
+        ``bots_per_room`` (default: as even as possible)."""
+        per_room = self.bots_per_room or -(-len(self.bots) // max(1, room_count))
+        return min(index // max(1, per_room), room_count - 1)
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -209,39 +319,138 @@ def parse_config(raw: dict[str, Any], env: Mapping[str, str], label: str = "conf
         raise ConfigError(f"{label}: 'bots' is missing: list at least one bot (see configs/demo.yaml)")
     if not isinstance(bots, list) or not bots:
         raise ConfigError(f"{label}: 'bots' must be a non-empty list of bots")
-    merged = []
+    entries = []
     for i, bot in enumerate(bots):
         if not isinstance(bot, dict):
             raise ConfigError(f"{label}: bots[{i}] must be a mapping")
-        merged.append(_merge(defaults, bot))
-    # validate the defaults' keys through the bots they were merged into
-    data = {**data, "bots": merged, "defaults": {}}
+        entries.append(_merge(defaults, bot))
+    ramp = data.get("ramp")
+    if isinstance(ramp, int | float) and not isinstance(ramp, bool):
+        ramp = {"rate": ramp}
+    elif isinstance(ramp, list):
+        ramp = {"stages": ramp}
+    # bots are validated and expanded below; the defaults through the bots they were merged into
+    data = {**data, "bots": [], "defaults": {}, **({"ramp": ramp} if "ramp" in data else {})}
     try:
         cfg = build(AgentConfig, data, "")
+        expanded = [bot for i, entry in enumerate(entries) for bot in _expand(entry, f"bots[{i}]", label)]
     except ConfigError as exc:
         raise ConfigError(f"{label}: {exc}") from None
-    cfg = _replace_path(cfg, label)
-    _check_sources(cfg, label)
-    names = [b.name for b in cfg.bots]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    _set(cfg, "bots", expanded)
+    _set(cfg, "path", label)
+    names = Counter(b.name for b in cfg.bots)
+    dupes = sorted(n for n, k in names.items() if k > 1)
     if dupes:
-        raise ConfigError(f"{label}: bot names must be unique; repeated: {', '.join(dupes)}")
-    for i, bot in enumerate(cfg.bots):
-        if bot.media.kind == "file" and bot.media.file and not Path(bot.media.file).is_absolute():
-            base = Path(label).resolve().parent if Path(label).exists() else Path.cwd()
-            candidate = base / bot.media.file
-            if not Path(bot.media.file).exists() and candidate.exists():
-                _set(cfg.bots[i].media, "file", str(candidate))
+        shown = ", ".join(dupes[:5]) + (f" and {len(dupes) - 5} more" if len(dupes) > 5 else "")
+        raise ConfigError(f"{label}: bot names must be unique; repeated: {shown}")
+    _read_shard(cfg, env, label)
+    _check_sources(cfg, label)
+    _check_rooms(cfg, label)
+    try:
+        cfg.schedule()
+    except ValueError as exc:
+        raise ConfigError(f"{label}: ramp: {exc}") from None
     return cfg
+
+
+def _expand(entry: dict[str, Any], where: str, label: str) -> list[BotConfig]:
+    """One bot entry as the bots it stands for: ``count`` copies named from ``{i}`` (1-based),
+    each from one of the weighted ``variants`` (exact proportions, interleaved)."""
+    entry = dict(entry)
+    count = entry.pop("count", 1)
+    variants = entry.pop("variants", None)
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise ConfigError(f"{where}.count must be a whole number, not {count!r}")
+    if count < 1:
+        raise ConfigError(f"{where}.count must be 1 or more, not {count}: leave the bot out to run none")
+    if variants is None:
+        templates, weights = [build(BotConfig, entry, where)], [1.0]
+    else:
+        if not isinstance(variants, list) or not variants:
+            raise ConfigError(f"{where}.variants must be a non-empty list of bot settings with a weight")
+        templates, weights = [], []
+        for k, variant in enumerate(variants):
+            at = f"{where}.variants[{k}]"
+            if not isinstance(variant, dict):
+                raise ConfigError(f"{at} must be a mapping")
+            variant = dict(variant)
+            weight = variant.pop("weight", 1)
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+                raise ConfigError(f"{at}.weight must be a number more than 0, not {weight!r}")
+            weights.append(float(weight))
+            templates.append(build(BotConfig, _merge(entry, variant), at))
+    for t in templates:
+        _resolve_media_file(t, label)
+    name = templates[0].name
+    if count > 1 and "{i" not in name:
+        raise ConfigError(
+            f"{where}.name {name!r} stands for {count} bots but has no {{i}}: write e.g. '{name}-{{i}}'"
+        )
+    out = []
+    for j, k in enumerate(_spread(weights, count), start=1):
+        t = templates[k]
+        out.append(
+            dataclasses.replace(
+                t,
+                name=_numbered(t.name, j, f"{where}.name"),
+                user_ref=_numbered(t.user_ref, j, f"{where}.user_ref"),
+            )
+        )
+    return out
+
+
+def _numbered(text: str, i: int, where: str) -> str:
+    if "{" not in text and "}" not in text:
+        return text
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+        if any(f != "i" for f in fields):
+            raise ValueError
+        return text.format(i=i)
+    except (ValueError, IndexError, KeyError):
+        raise ConfigError(
+            f"{where} {text!r}: only {{i}} (the bot's number, e.g. {{i}} or {{i:03}}) may be in braces"
+        ) from None
+
+
+def _spread(weights: list[float], count: int) -> list[int]:
+    """Which variant each of ``count`` bots gets: smooth weighted round robin, so the counts are
+    the weights' proportions rounded and the variants are interleaved (deterministic)."""
+    total = sum(weights)
+    current = [0.0] * len(weights)
+    out = []
+    for _ in range(count):
+        for k, w in enumerate(weights):
+            current[k] += w
+        best = max(range(len(weights)), key=current.__getitem__)
+        current[best] -= total
+        out.append(best)
+    return out
+
+
+def _resolve_media_file(bot: BotConfig, label: str) -> None:
+    if bot.media.kind == "file" and bot.media.file and not Path(bot.media.file).is_absolute():
+        base = Path(label).resolve().parent if Path(label).exists() else Path.cwd()
+        candidate = base / bot.media.file
+        if not Path(bot.media.file).exists() and candidate.exists():
+            _set(bot.media, "file", str(candidate))
 
 
 def _set(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)
 
 
-def _replace_path(cfg: AgentConfig, label: str) -> AgentConfig:
-    _set(cfg, "path", label)
-    return cfg
+def _read_shard(cfg: AgentConfig, env: Mapping[str, str], label: str) -> None:
+    index, count = env.get("ENX_SHARD_INDEX", ""), env.get("ENX_SHARD_COUNT", "")
+    if not index and not count:
+        return
+    if not (index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count):
+        raise ConfigError(
+            f"{label}: ENX_SHARD_INDEX={index!r} and ENX_SHARD_COUNT={count!r} must both be set, "
+            "as whole numbers with 0 <= index < count"
+        )
+    _set(cfg, "shard_index", int(index))
+    _set(cfg, "shard_count", int(count))
 
 
 def _check_sources(cfg: AgentConfig, label: str) -> None:
@@ -252,12 +461,28 @@ def _check_sources(cfg: AgentConfig, label: str) -> None:
         if cfg.token and len(cfg.bots) > 1 and without:
             raise ConfigError(
                 f"{label}: one token serves one bot (tokens are single use), but "
-                f"{len(cfg.bots)} bots share it: give each bot its own token, or use credentials"
+                f"{len(cfg.bots)} bots share it: give each bot its own token, use a token_file, "
+                "or use credentials"
             )
         if not cfg.token and without:
-            raise ConfigError(f"{label}: bot(s) {', '.join(without)} have no token")
+            shown = ", ".join(without[:5]) + (f" and {len(without) - 5} more" if len(without) > 5 else "")
+            raise ConfigError(f"{label}: bot(s) {shown} have no token")
         return
-    missing = [k for k in ("app_id", "app_key", "room_id") if not getattr(cfg, k)]
+    if cfg.mode == "token_file":
+        _set(cfg, "issued_tokens", _read_tokens(cfg, label))
+        return
+    if cfg.mode == "token_url":
+        if not cfg.token_url or not cfg.token_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{label}.token_url must start with http:// or https://, not {cfg.token_url!r}")
+        if not cfg.room_ids and not (cfg.creates_rooms and cfg.app_id and cfg.app_key):
+            raise ConfigError(
+                f"{label}: token_url needs the room to ask tokens for: set room_id (ENX_ROOM_ID) or "
+                "rooms (a list of room ids)"
+            )
+        return
+    missing = [k for k in ("app_id", "app_key") if not getattr(cfg, k)]
+    if not cfg.room_id and not cfg.rooms:
+        missing.append("room_id")
     if missing:
         raise ConfigError(
             f"{label}: no way into a room: set ENX_TOKEN (token), or ENX_APP_ID, ENX_APP_KEY "
@@ -266,3 +491,43 @@ def _check_sources(cfg: AgentConfig, label: str) -> None:
         )
     if not cfg.api_url.startswith(("http://", "https://")):
         raise ConfigError(f"{label}.api_url must start with http:// or https://, not {cfg.api_url!r}")
+
+
+def _read_tokens(cfg: AgentConfig, label: str) -> tuple[str, ...]:
+    assert cfg.token_file
+    path = Path(cfg.token_file)
+    if not path.is_absolute() and not path.exists() and Path(label).exists():
+        path = Path(label).resolve().parent / path
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: token_file {cfg.token_file} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{label}: token_file {cfg.token_file} cannot be read: {reason}") from None
+    tokens = tuple(t for t in (line.strip() for line in lines) if t and not t.startswith("#"))
+    if len(tokens) < len(cfg.bots):
+        raise ConfigError(
+            f"{label}: token_file {cfg.token_file} has {len(tokens)} token(s) for {len(cfg.bots)} bots: "
+            "tokens are single use, issue one per bot (one a line)"
+        )
+    return tokens
+
+
+def _check_rooms(cfg: AgentConfig, label: str) -> None:
+    if cfg.rooms is not None and cfg.room_id:
+        raise ConfigError(f"{label}: give room_id or rooms, not both")
+    if cfg.mode in ("token", "token_file") and (cfg.rooms is not None or cfg.bots_per_room):
+        raise ConfigError(f"{label}: rooms and bots_per_room do not apply to tokens, which name their room")
+    if cfg.creates_rooms and cfg.mode != "embedded" and not (cfg.app_id and cfg.app_key):
+        raise ConfigError(
+            f"{label}: rooms: {cfg.rooms} creates rooms through the REST API, which needs app_id and "
+            "app_key (ENX_APP_ID/ENX_APP_KEY); or list existing room ids"
+        )
+    room_count = cfg.rooms if isinstance(cfg.rooms, int) else len(cfg.room_ids) or 1
+    if cfg.bots_per_room and room_count * cfg.bots_per_room < len(cfg.bots):
+        raise ConfigError(
+            f"{label}: {room_count} room(s) x {cfg.bots_per_room} bots_per_room hold "
+            f"{room_count * cfg.bots_per_room} bots, but the config has {len(cfg.bots)}: "
+            "raise rooms or bots_per_room"
+        )

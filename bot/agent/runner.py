@@ -1,99 +1,253 @@
-"""Many bots in one process: start the embedded server if asked, run the bots, stop them all.
+"""Many bots in one process: rooms and tokens, the ramp, retries, shared media, progress, stop.
 
-Start and stop in layers (aiohttp's runner is the model): server, then bots; on stop, bots
-leave first, then the server goes. Signal handlers are not installed here: the CLI owns them
-and calls :meth:`Agent.stop`.
+Start and stop in layers (aiohttp's runner is the model): the swarm's server/rooms, then the
+shared media, then the bots; on stop, bots leave first, then the media and the server go.
+Signal handlers are not installed here: the CLI owns them and calls :meth:`Agent.stop`.
+
+Each bot of this process (its slice, ``i % shard_count == shard_index``) waits for its ramp
+slot, gets a token, joins; a failed join is retried ``join_retries`` times after a backoff
+with jitter (``join_retry``), then given up (``join_failed``). A bot that never joined makes
+the run's exit code 3; a lost session 4.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
+import contextlib
+import dataclasses
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
 
 import structlog
 
+from bot.media import SharedMedia
+from bot.proto import ErrorCode
+from bot.rtc.enxrtc import IN_ROOM
 from bot.server import RoomServer
 
 from .bot import Bot, BotResult, Outcome
-from .config import AgentConfig
-from .errors import EXIT_JOIN_FAILED, EXIT_OK, EXIT_SESSION_LOST, JoinError
-from .tokens import RestTokens, StaticToken, TokenSource
+from .config import AgentConfig, BotConfig
+from .errors import EXIT_JOIN_FAILED, EXIT_OK, EXIT_SESSION_LOST
+from .observe import BotObserver, NullObserver
+from .swarm import Swarm, SwarmPlan
+from .tokens import StaticToken, TokenError
 
 log = structlog.get_logger("bot.agent")
 
+PROGRESS_EVERY_S = 5.0
+PERMANENT = frozenset(
+    {
+        ErrorCode.INVALID_PARAMETERS,
+        ErrorCode.NOT_PERMITTED,
+        ErrorCode.TOKEN_INVALID,
+        ErrorCode.TOKEN_EXPIRED,
+        ErrorCode.TOKEN_ALREADY_USED,
+        ErrorCode.TOKEN_WRONG_ROOM,
+        ErrorCode.ROOM_NOT_FOUND,
+    }
+)
+"""Room error codes no retry can cure (a bad or used token, a missing room, bad options)."""
+_CODE = re.compile(r"^(\d{4}): ")
 
-class EmbeddedTokens:
-    """Tokens minted in-process by the embedded room server."""
 
-    def __init__(self, server: RoomServer, room_id: str) -> None:
-        self.server = server
-        self.room_id = room_id
-
-    async def token_for(self, name: str, role: str, user_ref: str) -> str:
-        return self.server.mint_token(self.room_id, name=name, role=role, user_ref=user_ref or name)
+def retryable(reason: str) -> bool:
+    """Whether a failed join (``BotResult.reason``, ``"CODE: msg"`` for room errors) may succeed later."""
+    match = _CODE.match(reason)
+    return match is None or int(match.group(1)) not in PERMANENT
 
 
 class Agent:
-    def __init__(self, cfg: AgentConfig) -> None:
+    """Runs this process's bots of ``cfg`` (``plan``: what a worker was told by its parent)."""
+
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        *,
+        plan: SwarmPlan | None = None,
+        events: BotObserver | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.cfg = cfg
+        self.plan = plan
+        self.events: BotObserver = events or NullObserver()
+        self.swarm: Swarm | None = None
         self.server: RoomServer | None = None
-        self.bots: list[Bot] = []
-        self.results: list[BotResult] = []
-        self._stopping = asyncio.Event()
+        self.shared: SharedMedia | None = None
         self.room_id: str | None = None
+        self.bots: list[Bot] = []
+        """Every Bot made so far (one per join attempt)."""
+        self.results: list[BotResult] = []
+        self.retries = 0
+        self.failed = 0
+        self.attempts_of: dict[str, int] = {}
+        self._live: dict[int, Bot] = {}
+        self._stopping = asyncio.Event()
+        self._rng = rng or random.Random()
+        self._clock = clock
 
     def stop(self) -> None:
-        """Every bot leaves its room; :meth:`run` then returns."""
+        """Every bot leaves its room (or gives up waiting to join); :meth:`run` then returns."""
         if not self._stopping.is_set():
-            log.info("stopping", bots=len(self.bots))
+            log.info("stopping", bots=len(self._live))
         self._stopping.set()
-        for b in self.bots:
+        for b in self._live.values():
             b.stop()
 
-    async def _start_server(self) -> TokenSource:
-        emb = self.cfg.embedded
-        self.server = RoomServer(
-            app_id="embedded", app_key=secrets.token_urlsafe(32), host=emb.host, port=emb.port
-        )
-        try:
-            await self.server.start()
-        except OSError as exc:
-            raise JoinError(
-                f"the embedded room server cannot listen on {emb.host}:{emb.port} ({exc.strerror or exc}): "
-                "choose another embedded.port"
-            ) from None
-        room = self.server.create_room(name=emb.room_name)
-        self.room_id = str(room["room_id"])
-        log.info("embedded_server_started", url=self.server.url, room_id=self.room_id)
-        return EmbeddedTokens(self.server, self.room_id)
-
-    def _token_source(self) -> TokenSource:
-        cfg = self.cfg
-        if cfg.mode == "token":
-            return StaticToken(cfg.token or "")
-        assert cfg.app_id and cfg.app_key and cfg.room_id
-        self.room_id = cfg.room_id
-        return RestTokens(cfg.api_url, cfg.app_id, cfg.app_key, cfg.room_id)
+    def shares_media(self, bot: BotConfig) -> bool:
+        return self.cfg.shared_media if bot.media.shared is None else bot.media.shared
 
     async def run(self) -> int:
+        cfg = self.cfg
+        mine = cfg.my_bots()
+        progress: asyncio.Task[None] | None = None
+        swarm = self.swarm = Swarm(cfg, self.plan)
         try:
-            tokens = await self._start_server() if self.cfg.mode == "embedded" else self._token_source()
-            for bc in self.cfg.bots:
-                source = StaticToken(bc.token) if bc.token else tokens
-                self.bots.append(Bot(bc, source, self.room_id or ""))
+            await swarm.start()
+            self.server = swarm.server
+            self.room_id = swarm.rooms[0] if swarm.rooms else None
             if self._stopping.is_set():
                 return EXIT_OK
-            tasks = [asyncio.create_task(b.run(), name=f"bot:{b.cfg.name}") for b in self.bots]
+            if any(self.shares_media(b) for _, b in mine):
+                self.shared = SharedMedia()
+            loop = asyncio.get_running_loop()
+            epoch = self.plan.epoch if self.plan is not None and self.plan.epoch else self._clock()
+            start = loop.time() + (epoch - self._clock())
+            schedule = cfg.schedule()
+            if len(cfg.bots) > 1:
+                log.info(
+                    "swarm_started",
+                    bots=len(mine),
+                    of=len(cfg.bots),
+                    rooms=len(swarm.rooms),
+                    ramp_s=round(schedule.duration, 1),
+                    shared_media=self.shared is not None,
+                    event_loop="uvloop" if "uvloop" in type(loop).__module__ else "asyncio",
+                    **self._shard(),
+                )
+                progress = asyncio.create_task(
+                    self._progress(len(mine), start, schedule.due), name="swarm-progress"
+                )
+            tasks = [
+                asyncio.create_task(self._lifecycle(i, bc, start + schedule.due(i)), name=f"bot:{bc.name}")
+                for i, bc in mine
+            ]
             self.results = list(await asyncio.gather(*tasks))
         finally:
-            if self.server is not None:
-                await self.server.aclose()
+            if progress is not None:
+                progress.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await progress
+            try:
+                if self.shared is not None:
+                    await self.shared.aclose()
+            finally:
+                await swarm.aclose()
+        if len(cfg.bots) > 1:
+            outcomes = Counter(r.outcome.value for r in self.results)
+            self._log_progress(len(mine), "swarm_finished", **{k.value: outcomes[k.value] for k in Outcome})
         return self.exit_code()
+
+    # ------------------------------------------------------------------ one bot, with retries
+
+    async def _lifecycle(self, index: int, bc: BotConfig, due: float) -> BotResult:
+        assert self.swarm is not None
+        room = self.swarm.room_of(index) or self.room_id or ""
+        structlog.contextvars.bind_contextvars(bot=bc.name, room=room or None)
+        if not await self._wait_until(due + bc.join_delay):
+            return BotResult(bc.name, Outcome.COMPLETED, "stopped before joining")
+        attempt_cfg = dataclasses.replace(bc, join_delay=0.0)
+        tokens = self.swarm.tokens_for(index, bc)
+        media = self.shared if self.shares_media(bc) else None
+        retries = self.cfg.join_retries
+        for attempt in range(1, retries + 2):
+            self.attempts_of[bc.name] = attempt
+            self.events.bot_state(bc.name, "joining")
+            try:
+                token = await tokens.token_for(bc.name, bc.role, bc.user_ref)
+            except Exception as exc:  # a token source: report, retry if it may help, never crash others
+                reason = str(exc) or type(exc).__name__
+                log.error("room_error", error=reason)
+                again = exc.retryable if isinstance(exc, TokenError) else True
+                result = BotResult(bc.name, Outcome.JOIN_FAILED, reason)
+            else:
+                bot = Bot(attempt_cfg, StaticToken(token), room, media=media)
+                self.bots.append(bot)
+                self._live[index] = bot
+                if self._stopping.is_set():
+                    bot.stop()
+                try:
+                    result = await bot.run()
+                finally:
+                    self._live.pop(index, None)
+                again = result.outcome is Outcome.JOIN_FAILED and retryable(result.reason)
+            if self._stopping.is_set() and result.outcome is Outcome.JOIN_FAILED:
+                result = BotResult(bc.name, Outcome.COMPLETED, f"stopped while joining ({result.reason})")
+            if result.outcome is not Outcome.JOIN_FAILED:
+                self.events.outcome(bc.name, result.outcome.value, result.reason)
+                return result
+            if not again or attempt > retries:
+                self.failed += 1
+                log.warning("join_failed", attempts=attempt, reason=result.reason)
+                self.events.bot_state(bc.name, "failed")
+                self.events.outcome(bc.name, result.outcome.value, result.reason)
+                return result
+            delay = self.cfg.backoff.delay(attempt, self._rng)
+            self.retries += 1
+            log.warning(
+                "join_retry", attempt=attempt, retries=retries, delay_s=round(delay, 2), reason=result.reason
+            )
+            if not await self._wait_until(asyncio.get_running_loop().time() + delay):
+                return BotResult(bc.name, Outcome.COMPLETED, "stopped before joining")
+        raise AssertionError("unreachable")
+
+    async def _wait_until(self, deadline: float) -> bool:
+        """True when ``deadline`` (loop time) came, False when a stop came first."""
+        delay = deadline - asyncio.get_running_loop().time()
+        if delay <= 0:
+            return not self._stopping.is_set()
+        try:
+            await asyncio.wait_for(self._stopping.wait(), delay)
+        except TimeoutError:
+            return True
+        return False
+
+    # ------------------------------------------------------------------ progress and outcome
+
+    def _shard(self) -> dict[str, str]:
+        cfg = self.cfg
+        return {"shard": f"{cfg.shard_index}/{cfg.shard_count}"} if cfg.shard_count > 1 else {}
+
+    def counts(self) -> dict[str, int]:
+        """Bots of this process now: in a room, publishing; and failures and retries so far."""
+        joined = published = 0
+        for bot in self._live.values():
+            if bot.rtc is not None and bot.rtc.phase in IN_ROOM:
+                joined += 1
+                published += bot.published.is_set()
+        out = {"joined": joined, "published": published, "failed": self.failed, "retries": self.retries}
+        if self.shared is not None:  # frames the shared encoders skipped because they ran late
+            out["media_skipped"] = sum(int(getattr(s, "frames_skipped", 0)) for s in self.shared.streams)
+        return out
+
+    def _log_progress(self, target: int, event: str = "swarm_progress", **extra: object) -> None:
+        log.info(event, **self.counts(), target=target, **extra, **self._shard())
+
+    async def _progress(self, target: int, start: float, due: Callable[[int], float]) -> None:
+        loop = asyncio.get_running_loop()
+        indexes = [i for i, _ in self.cfg.my_bots()]
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            now = loop.time()
+            self._log_progress(target, started=sum(1 for i in indexes if start + due(i) <= now))
 
     def exit_code(self) -> int:
         outcomes = {r.outcome for r in self.results}
         for r in self.results:
-            if r.outcome is not Outcome.COMPLETED:
+            if r.outcome is not Outcome.COMPLETED and len(self.results) <= 20:
                 log.warning("bot_ended", bot=r.name, outcome=r.outcome.value, reason=r.reason)
         if Outcome.JOIN_FAILED in outcomes:
             return EXIT_JOIN_FAILED
@@ -102,10 +256,19 @@ class Agent:
         return EXIT_OK
 
     def first_failure(self) -> str | None:
-        for r in self.results:
-            if r.outcome is Outcome.JOIN_FAILED:
-                return f"bot {r.name} could not join: {r.reason}"
-        for r in self.results:
-            if r.outcome is Outcome.LOST:
-                return f"bot {r.name} lost its session: {r.reason}"
+        """One line for stderr about the run's failures, or None."""
+        for outcome, what in ((Outcome.JOIN_FAILED, "could not join"), (Outcome.LOST, "lost its session")):
+            failed = [r for r in self.results if r.outcome is outcome]
+            if not failed:
+                continue
+            first = failed[0]
+            tries = self.attempts_of.get(first.name, 1)
+            after = f" after {tries} attempts" if tries > 1 else ""
+            if len(self.results) == 1:
+                return f"bot {first.name} {what}{after}: {first.reason}"
+            plural = "bots" if len(failed) > 1 else "bot"
+            return (
+                f"{len(failed)} of {len(self.results)} {plural} {what}; first, {first.name}{after}: "
+                f"{first.reason}"
+            )
         return None
