@@ -33,6 +33,10 @@ FLUTTER_CALLBACKS: dict[str, tuple[str, str]] = {
     "onUnPublishedStream": ("on_unpublished_stream", 'dict: {result: "0", msg, streamId}'),
     "onStreamAdded": ("on_stream_added", "dict: the stream (id, clientId, audio, video, ...)"),
     "onStreamRemoved": ("on_stream_removed", "dict: {id}"),
+    "onSubscribedStream": (
+        "on_subscribed_stream",
+        'dict: {result: "0", msg, streamId, clientId, name, audio, video, tapped}: the leg is ready',
+    ),
     "onConnectionLost": ("on_connection_lost", "dict: {cause: 1163, msg}; reconnection starts"),
     "onConnectionInterrupted": (
         "on_connection_interrupted",
@@ -50,6 +54,7 @@ FLUTTER_CALLBACKS: dict[str, tuple[str, str]] = {
 # Flutter method -> EnxRtc method
 FLUTTER_METHODS: dict[str, str] = {
     "joinRoom": "join_room",
+    "subscribe": "subscribe",
     "disconnect": "disconnect",
     "getDevices": "get_devices",
     "getSelectedDevice": "get_selected_device",

@@ -25,6 +25,7 @@ CallbackName = Literal[
     "on_unpublished_stream",
     "on_stream_added",
     "on_stream_removed",
+    "on_subscribed_stream",
     "on_active_talker_list",
     "on_room_bandwidth_alert",
     "on_room_bandwidth_restored",
@@ -37,6 +38,7 @@ CallbackName = Literal[
     "on_connection_interrupted",
     "on_reconnect",
     "on_user_reconnect_success",
+    "on_stats",
 ]
 CALLBACK_NAMES: tuple[str, ...] = get_args(CallbackName)
 

@@ -17,6 +17,15 @@ network path the media used is gone), and a reconnect task re-runs the join with
 :class:`~bot.rtc.messages.Rejoin`: new socket, ``token`` with the rejoin fields, re-publish with
 a new stream id (the old one is never unpublished), ``on_user_reconnect_success``. Giving up
 ends the session like any other loss: ``on_room_disconnected {cause: 1165|1166|1178}``.
+
+Receiving (PROTOCOL.md section 5; signalling in ``subscription.py``, media in ``peer.py``): a
+subscription is a receive-only leg per remote stream, started by :meth:`EnxRtc.subscribe` or, in
+the automatic modes, for the streams ``room-connected`` lists (the official client's slot rule)
+and for each ``onAddStream``. Its encoded frames go to a sink (``bot.media.EncodedSink``, a
+``DiscardSink`` unless ``sink_factory`` says otherwise): nothing is decoded unless the sink
+decodes. ``onRemoveStream`` closes the leg locally (no ``unsubscribe``), leaving closes them
+all, and a rejoin subscribes again (the automatic choice, or the streams subscribed by hand
+that still exist) before re-publishing.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -34,6 +43,7 @@ from urllib.parse import urlsplit
 import structlog
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 
+from bot.media.sinks import DiscardSink, EncodedSink
 from bot.proto import (
     Ack,
     ActiveTalkersUpdated,
@@ -45,6 +55,7 @@ from bot.proto import (
     RoomConnected,
     SelfMuteRequest,
     StreamAdded,
+    StreamInfo,
     StreamRemoved,
     TokenEnvelope,
     TokenError,
@@ -63,12 +74,14 @@ from .bandwidth import BandwidthState, CapVideo, HoldVideo, Notify
 from .callbacks import Callback, CallbackName, Json, invoke
 from .errors import MediaError, RoomError, SignallingError
 from .messages import Rejoin, client_conn_event, publish_request, token_request
-from .options import LocalInfo, RoomInfo
-from .peer import PublishLeg
+from .options import LocalInfo, RoomInfo, SubscribeOptions, listed_streams_to_subscribe
+from .peer import PublishLeg, SubscribeLeg
 from .publication import LocalPublication
 from .reconnect import GiveUp, ReconnectPolicy
 from .signalling import Inbound, Signalling, SocketClosed, signalling_url
 from .state import RoomState
+from .stats import DEFAULT_WINDOW_S, interval, receive_stats, send_stats
+from .subscription import RemoteSubscription
 
 ROOM_CONNECTED_TIMEOUT_S = 10.0
 DROP_TIMEOUT_S = 1.0
@@ -104,7 +117,23 @@ class _LinkLost:
     reason: str
 
 
-_Item = Inbound | _MediaFailed | _LinkLost
+@dataclass(frozen=True)
+class _SubscribeFailed:
+    """Posted by a subscription's task when it did not come up."""
+
+    subscription: RemoteSubscription
+    error: RoomError
+
+
+@dataclass(frozen=True)
+class _SubscriptionBroken:
+    """Posted when a ready subscribe leg failed or was closed by the media server."""
+
+    subscription: RemoteSubscription
+    reason: str
+
+
+_Item = Inbound | _MediaFailed | _LinkLost | _SubscribeFailed | _SubscriptionBroken
 
 
 class EnxRtc:
@@ -113,6 +142,13 @@ class EnxRtc:
     ``audio_track``/``video_track`` are aiortc tracks to publish; when None and ``local_info``
     asks for that kind, silence / a black picture is sent. Tracks passed in are never stopped
     here (they may be shared); the ones created here are stopped on disconnect.
+
+    Receiving (see :class:`~bot.rtc.options.SubscribeOptions`): ``subscribe`` is ``"none"``
+    (the default, Flutter's way: call :meth:`subscribe`), ``"all"``, ``"audio"`` (audio only)
+    or a list of participant names; ``max_video_subscriptions`` caps the streams received with
+    video (the rest audio only); ``sink_factory(stream_info)`` gives each subscribe leg its
+    ``bot.media.EncodedSink`` (default ``DiscardSink``); ``stats_interval_s`` fires
+    ``on_stats`` periodically. Bad values raise RoomError 1155.
     """
 
     on_room_connected: Callback | None
@@ -124,6 +160,10 @@ class EnxRtc:
     on_unpublished_stream: Callback | None
     on_stream_added: Callback | None
     on_stream_removed: Callback | None
+    """``{id}``: the stream is gone; our subscription to it (if any) is already closed."""
+    on_subscribed_stream: Callback | None
+    """A subscription is ready: ``{result: "0", msg, streamId, clientId, name, audio, video,
+    tapped}`` (``audio``/``video``: what we receive; ``tapped``: frames reach the sink)."""
     on_active_talker_list: Callback | None
     on_room_bandwidth_alert: Callback | None
     """The room says our downlink cannot carry its video (``SubscriberBandWidth``)."""
@@ -143,6 +183,8 @@ class EnxRtc:
     on_user_reconnect_success: Callback | None
     """Back in the room: the room payload (as ``on_room_connected``) plus ``attempt``,
     ``elapsed_ms`` (from the loss) and ``streamId`` (our new stream, None if not publishing)."""
+    on_stats: Callback | None
+    """Every ``stats_interval_s`` while in the room: the :meth:`stats` payload."""
 
     def __init__(
         self,
@@ -150,6 +192,10 @@ class EnxRtc:
         video_track: MediaStreamTrack | None = None,
         *,
         label: str | None = None,
+        subscribe: str | list[str] | tuple[str, ...] = "none",
+        max_video_subscriptions: int | None = None,
+        sink_factory: Callable[[Json], EncodedSink] | None = None,
+        stats_interval_s: float | None = None,
     ) -> None:
         self.on_room_connected = None
         self.on_room_error = None
@@ -160,6 +206,7 @@ class EnxRtc:
         self.on_unpublished_stream = None
         self.on_stream_added = None
         self.on_stream_removed = None
+        self.on_subscribed_stream = None
         self.on_active_talker_list = None
         self.on_room_bandwidth_alert = None
         self.on_room_bandwidth_restored = None
@@ -172,7 +219,17 @@ class EnxRtc:
         self.on_connection_interrupted = None
         self.on_reconnect = None
         self.on_user_reconnect_success = None
+        self.on_stats = None
 
+        self._receive = SubscribeOptions.build(
+            subscribe, max_video_subscriptions, sink_factory, stats_interval_s
+        )
+        self._subscriptions: dict[int, RemoteSubscription] = {}
+        self._manual: dict[int, tuple[bool, bool]] = {}
+        """Streams subscribed by :meth:`subscribe` (and the kinds asked), for a rejoin."""
+        self._tap_receivers = True  # tests turn it off to exercise the fallback
+        self._warned: set[str] = set()
+        self._stats_task: asyncio.Task[None] | None = None
         self._sources: dict[MediaKind, MediaStreamTrack | None] = {
             "audio": audio_track,
             "video": video_track,
@@ -299,27 +356,133 @@ class EnxRtc:
             raise RoomError(ErrorCode.ROOM_NOT_CONNECTED, "cannot set audio-only mode: not in a room")
         await self._hold_video("audio_only_mode", enable)
 
+    async def subscribe(
+        self, stream_id: int | str, *, audio: bool | None = None, video: bool | None = None
+    ) -> None:
+        """Receive a remote stream (Flutter ``subscribe(streamId)``): returns once the
+        subscription has started; ``on_subscribed_stream`` fires when its leg is ready
+        (``on_room_error`` 1160 if it never is). ``audio``/``video`` False leaves that kind
+        out; ``max_video_subscriptions`` still applies. It is subscribed again after a rejoin
+        (if the stream is still there). RoomError: 1171 not in a room, 1159 no such stream,
+        1177 already subscribed, 1155 nothing left to receive.
+        """
+        room = self._room
+        if self._phase != "connected" or room is None or self._signalling is None:
+            raise RoomError(ErrorCode.ROOM_NOT_CONNECTED, f"cannot subscribe to {stream_id}: not in a room")
+        try:
+            sid = int(stream_id)
+        except (TypeError, ValueError):
+            raise RoomError(
+                ErrorCode.INVALID_PARAMETERS, f"stream id {stream_id!r} is not a number"
+            ) from None
+        stream = room.streams.get(sid)
+        if stream is None:
+            raise RoomError(ErrorCode.STREAM_NOT_FOUND, f"no stream {sid} in the room to subscribe to")
+        if sid in self._subscriptions:
+            raise RoomError(ErrorCode.ALREADY_IN_STATE, f"already subscribed to stream {sid}")
+        if not self._may_subscribe(room):
+            raise RoomError(ErrorCode.NOT_PERMITTED, f"role {room.me.role!r} may not subscribe")
+        want_audio, want_video = self._receive.kinds(stream, self._video_legs())
+        want_audio = want_audio and audio is not False
+        want_video = want_video and video is not False
+        if not (want_audio or want_video):
+            raise RoomError(
+                ErrorCode.INVALID_PARAMETERS,
+                f"nothing to receive of stream {sid} (audio={stream.audio}, video={stream.video}, "
+                f"asked audio={audio}, video={video})",
+            )
+        self._manual[sid] = (audio is not False, video is not False)
+        self._start_subscription(stream, want_audio, want_video)
+
+    @property
+    def subscribed_stream_ids(self) -> list[int]:
+        """The remote streams we have a subscription to (ready or still coming up)."""
+        return list(self._subscriptions)
+
     async def stats(self) -> Json:
-        """What our publish leg is doing: ``{"publish": None}`` when not publishing, else
-        ``{"publish": {streamId, state, connectionState, selectedPair: {local, remote} |
-        None, packetsSent: {kind: n}, sending: {kind: bool}, videoBitrate}}`` where each side
-        of ``selectedPair`` is ``{type, address, port, protocol, relatedAddress}``."""
+        """What every leg is doing, with rates over the last interval (at least
+        ``stats_interval_s``, else 1 s, back from now; since the leg started if it is younger);
+        one ``getStats()`` per leg.
+
+        ``{"publish": None | {...}, "subscriptions": [{...}, ...]}``:
+
+        - ``publish``: ``{streamId, state, connectionState, selectedPair: {local, remote} |
+          None, packetsSent: {kind: n}, bytesSent: {kind: n}, sending: {kind: bool},
+          videoBitrate, packetVideo, interval, audio, video}`` where each side of
+          ``selectedPair`` is ``{type, address, port, protocol, relatedAddress}`` and
+          ``audio``/``video`` (the kinds sent) are ``{bitrateKbps, packetsSent, bytesSent,
+          packetsLost, fractionLost, jitter, roundTripTime}`` (the last four from the media
+          server's receiver reports; None before the first). ``videoBitrate`` is the encoder's
+          target (None for pre-encoded video, ``packetVideo`` true: its rate is the source's).
+        - each subscription: ``{streamId, clientId, name, state, connectionState, tapped,
+          sink, interval, audio, video}`` where the kinds received are ``{bitrateKbps,
+          framesPerSecond, fractionLost, packetsReceived, packetsLost, jitter, roundTripTime,
+          bytesReceived, frames, keyframes, keyframeRequests, remotePacketsSent,
+          remoteBytesSent, firstFrameMs, firstKeyframeMs}``. ``roundTripTime`` is None: aiortc
+          measures none on a receive-only leg. ``firstFrameMs``: from :meth:`subscribe` (or
+          the automatic start) to the first frame of that kind.
+
+        ``jitter`` and ``roundTripTime`` are in seconds, ``interval`` too (None on a leg's
+        first sample: no rates yet).
+        """
         publication = self._publication
-        if publication is None:
-            return {"publish": None}
+        publish = None if publication is None else await self._publish_stats(publication)
+        subscriptions = await asyncio.gather(
+            *(self._subscription_stats(s) for s in self._subscriptions.values())
+        )
+        return {"publish": publish, "subscriptions": list(subscriptions)}
+
+    async def _publish_stats(self, publication: LocalPublication) -> Json:
         leg = publication.leg
         pair = publication.selected_pair()
-        return {
-            "publish": {
-                "streamId": publication.stream_id,
-                "state": publication.state,
-                "connectionState": leg.connection_state,
-                "selectedPair": None if pair is None else pair.to_dict(),
-                "packetsSent": await leg.sent_packets(),
-                "sending": {kind: leg.is_sending(kind) for kind in leg.kinds},
-                "videoBitrate": leg.video_bitrate,
-            }
+        out: Json = {
+            "streamId": publication.stream_id,
+            "state": publication.state,
+            "connectionState": leg.connection_state,
+            "selectedPair": None if pair is None else pair.to_dict(),
+            "sending": {kind: leg.is_sending(kind) for kind in leg.kinds},
+            "videoBitrate": leg.video_bitrate,
+            "packetVideo": leg.sends_packets("video"),
         }
+        try:
+            samples = await leg.sample()
+        except Exception:  # a leg closing under us: report what is known
+            self._log.debug("stats_failed", leg="publish", exc_info=True)
+            samples = {}
+        out["packetsSent"] = {kind: current.packets_sent for kind, (_, current) in samples.items()}
+        out["bytesSent"] = {kind: current.bytes_sent for kind, (_, current) in samples.items()}
+        out["interval"] = next((interval(prev.at, cur.at) for prev, cur in samples.values()), None)
+        for kind, (previous, current) in samples.items():
+            out[kind] = send_stats(previous, current)
+        return out
+
+    async def _subscription_stats(self, subscription: RemoteSubscription) -> Json:
+        leg = subscription.leg
+        out: Json = {
+            "streamId": subscription.stream_id,
+            "clientId": subscription.stream.client_id,
+            "name": subscription.stream.name,
+            "state": subscription.state,
+            "connectionState": leg.connection_state,
+            "tapped": leg.tapped,
+            "sink": type(leg.sink).__name__,
+        }
+        try:
+            samples = await leg.sample()
+        except Exception:
+            self._log.debug("stats_failed", leg="subscribe", stream_id=subscription.stream_id, exc_info=True)
+            samples = {}
+        out["interval"] = next((interval(prev.at, cur.at) for prev, cur in samples.values()), None)
+        for kind, (previous, current) in samples.items():
+            kind_stats = receive_stats(previous, current)
+            counters = leg.counters(kind)
+            for key, at in (
+                ("firstFrameMs", None if counters is None else counters.first_frame_at),
+                ("firstKeyframeMs", None if counters is None else counters.first_keyframe_at),
+            ):
+                kind_stats[key] = None if at is None else round((at - subscription.started_at) * 1000, 1)
+            out[kind] = kind_stats
+        return out
 
     def get_devices(self) -> list[str]:
         """Audio output devices (Flutter ``getDevices``): headless, so only ``NONE``."""
@@ -393,6 +556,11 @@ class EnxRtc:
         if self._phase != "connected":  # the callback disconnected
             return
         self._dispatcher = asyncio.create_task(self._dispatch(inbox, early), name=f"{self._label}-dispatcher")
+        if self._receive.stats_interval_s is not None:
+            self._stats_task = asyncio.create_task(
+                self._report_stats(self._receive.stats_interval_s), name=f"{self._label}-stats"
+            )
+        self._subscribe_on_join(room)
         if self._may_publish(room):
             try:
                 self._start_publishing(room, signalling)
@@ -547,6 +715,7 @@ class EnxRtc:
             force_turn=self._room_info.force_turn,
             muted={k: not self._sending(k) for k in kinds},
             on_failed=leg_failed,
+            rate_window_s=self._rate_window_s,
             log=self._log,
         )
         if self._bw.cap_kbps is not None:
@@ -674,6 +843,218 @@ class EnxRtc:
         if publication is None or publication.state == "ready":
             await self._request_mute(kind, not after)
 
+    # ------------------------------------------------------------------ subscribing
+
+    @property
+    def _rate_window_s(self) -> float:
+        return self._receive.stats_interval_s or DEFAULT_WINDOW_S
+
+    def _video_legs(self) -> int:
+        return sum(1 for sub in self._subscriptions.values() if sub.video)
+
+    def _owner_name(self, stream: StreamInfo) -> str | None:
+        room = self._room
+        user = None if room is None else room.users.get(stream.client_id)
+        return None if user is None else user.name
+
+    def _may_subscribe(self, room: RoomState) -> bool:
+        return room.me.permissions.get("subscribe") is not False
+
+    def _subscribe_on_join(self, room: RoomState) -> None:
+        """After ``room-connected`` (a join or a rejoin): in the automatic modes the streams it
+        lists, by the official client's slot rule; then the streams subscribed by hand before
+        a rejoin that are still there."""
+        if not self._may_subscribe(room):
+            if self._receive.automatic or self._manual:
+                self._log.info("not_subscribing", role=room.me.role, reason="role may not subscribe")
+            return
+        if self._receive.automatic:
+            for stream in listed_streams_to_subscribe(room.connected):
+                if stream.id in room.streams:
+                    self._auto_subscribe(stream)
+        for stream_id, (audio, video) in list(self._manual.items()):
+            known = room.streams.get(stream_id)
+            if known is None:
+                del self._manual[stream_id]
+                continue
+            if stream_id in self._subscriptions:
+                continue
+            want_audio, want_video = self._receive.kinds(known, self._video_legs())
+            if (want_audio and audio) or (want_video and video):
+                self._start_subscription(known, want_audio and audio, want_video and video)
+
+    def _auto_subscribe(self, stream: StreamInfo) -> None:
+        room = self._room
+        if (
+            room is None
+            or stream.id in self._subscriptions
+            or stream.client_id == room.client_id
+            or not self._may_subscribe(room)
+            or not self._receive.wants(stream, self._owner_name(stream))
+        ):
+            return
+        audio, video = self._receive.kinds(
+            stream, self._video_legs(), audio_only=self._receive.mode == "audio"
+        )
+        if audio or video:
+            self._start_subscription(stream, audio, video)
+
+    def _start_subscription(self, stream: StreamInfo, audio: bool, video: bool) -> None:
+        """A subscribe leg for ``stream``, brought up by its own task."""
+        room, signalling = self._room, self._signalling
+        if room is None or signalling is None:
+            return
+        wanted: dict[MediaKind, bool] = {"audio": audio, "video": video}
+        kinds = [kind for kind, want in wanted.items() if want]
+        legs: list[SubscribeLeg] = []
+
+        def request_keyframe() -> None:
+            """For the sink: thread-safe, a PLI to the sender."""
+            if legs:
+                legs[0].request_keyframe()
+
+        info: Json = {
+            "streamId": stream.id,
+            "clientId": stream.client_id,
+            "name": self._owner_name(stream) or stream.name,
+            "audio": audio,
+            "video": video,
+            "stream": stream.to_payload(),
+            "request_keyframe": request_keyframe,
+        }
+        subscription: RemoteSubscription | None = None
+
+        def leg_failed(reason: str) -> None:
+            if subscription is not None:
+                subscription.leg_failed(reason)
+
+        def broken(reason: str) -> None:
+            if subscription is not None:
+                self._post(_SubscriptionBroken(subscription, reason))
+
+        leg = SubscribeLeg(
+            kinds=kinds,
+            sink=self._make_sink(info),
+            ice_servers=room.connected.ice_servers,
+            force_turn=self._room_info.force_turn,
+            on_failed=leg_failed,
+            tap=self._tap_receivers,
+            rate_window_s=self._rate_window_s,
+            log=self._log.bind(stream_id=stream.id),
+        )
+        legs.append(leg)
+        if not leg.tapped:
+            self._warn_once(
+                "subscribe_tap_unavailable",
+                msg="no receive tap (aiortc's receiver internals moved, or tapping is off): "
+                "received media is decoded by aiortc and only counted; sinks receive nothing",
+            )
+        subscription = RemoteSubscription(
+            signalling=signalling,
+            leg=leg,
+            stream=stream,
+            audio=audio,
+            video=video,
+            force_turn=self._room_info.force_turn,
+            on_broken=broken,
+            log=self._log,
+        )
+        self._subscriptions[stream.id] = subscription
+        self._log.debug("subscribing", stream_id=stream.id, audio=audio, video=video)
+        subscription.task = asyncio.create_task(
+            self._run_subscription(subscription), name=f"{self._label}-subscribe-{stream.id}"
+        )
+
+    def _make_sink(self, info: Json) -> EncodedSink:
+        factory = self._receive.sink_factory
+        if factory is None:
+            return DiscardSink()
+        try:
+            sink: EncodedSink = factory(info)
+            if not callable(getattr(sink, "write", None)) or not callable(getattr(sink, "close", None)):
+                raise TypeError(f"sink_factory returned {type(sink).__name__}, not an EncodedSink")
+            return sink
+        except Exception:  # the app's bug: log it, still receive (and count)
+            self._log.exception("sink_factory_failed", stream_id=info["streamId"])
+            return DiscardSink()
+
+    def _warn_once(self, event: str, **fields: Any) -> None:
+        if event not in self._warned:
+            self._warned.add(event)
+            self._log.warning(event, **fields)
+
+    async def _run_subscription(self, subscription: RemoteSubscription) -> None:
+        try:
+            await subscription.run()
+        except RoomError as err:
+            self._post(_SubscribeFailed(subscription, err))
+        except Exception as exc:  # a bug or an aiortc surprise: still a media failure
+            self._log.exception("subscribe_failed", stream_id=subscription.stream_id)
+            self._post(_SubscribeFailed(subscription, MediaError(f"subscribing failed: {exc!r}")))
+
+    async def _subscribed(self, subscription: RemoteSubscription) -> None:
+        """``ready``: ask for a keyframe (the first picture comes sooner), tell the app."""
+        subscription.leg.request_keyframe()
+        elapsed_ms = round(((subscription.ready_at or 0.0) - subscription.started_at) * 1000, 1)
+        self._log.debug("stream_subscribed", stream_id=subscription.stream_id, elapsed_ms=elapsed_ms)
+        await self._fire("on_subscribed_stream", subscription.payload())
+
+    async def _subscription_ended(self, subscription: RemoteSubscription, error: RoomError) -> None:
+        """A subscription that did not come up or broke: close it; report it (1160 or the
+        server's code) if the stream is still in the room and we are connected."""
+        if self._subscriptions.get(subscription.stream_id) is not subscription:
+            return  # already closed (stream removed, left, rejoined)
+        del self._subscriptions[subscription.stream_id]
+        await subscription.close()
+        room = self._room
+        if self._phase != "connected" or room is None or subscription.stream_id not in room.streams:
+            self._log.debug("subscription_ended", stream_id=subscription.stream_id, msg=error.msg)
+            return
+        self._log.warning(
+            "subscribe_failed", stream_id=subscription.stream_id, code=error.code, msg=error.msg
+        )
+        await self._fire("on_room_error", error.to_payload())
+
+    async def _subscription_broken(self, item: _SubscriptionBroken) -> None:
+        subscription = item.subscription
+        if subscription.leg.connection_state == "closed":
+            # the media server ended it: its stream is going (onRemoveStream follows) or the
+            # server let our leg go; nothing the app can act on
+            if self._subscriptions.get(subscription.stream_id) is subscription:
+                del self._subscriptions[subscription.stream_id]
+                self._log.debug("subscription_closed_by_server", stream_id=subscription.stream_id)
+                await subscription.close()
+            return
+        await self._subscription_ended(
+            subscription, MediaError(f"stream {subscription.stream_id}: {item.reason}")
+        )
+
+    async def _close_subscription(self, stream_id: int) -> None:
+        subscription = self._subscriptions.pop(stream_id, None)
+        if subscription is not None:
+            self._log.debug("subscription_closed", stream_id=stream_id)
+            await subscription.close()
+
+    async def _close_subscriptions(self) -> None:
+        subscriptions, self._subscriptions = list(self._subscriptions.values()), {}
+        results = await asyncio.gather(*(s.close() for s in subscriptions), return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                self._log.warning("subscription_close_failed", error=repr(result))
+
+    async def _report_stats(self, every: float) -> None:
+        """``on_stats`` every ``every`` seconds while in the room (skipped while reconnecting)."""
+        while self._phase in IN_ROOM:
+            await asyncio.sleep(every)
+            if self._phase != "connected":
+                continue
+            try:
+                payload = await self.stats()
+            except Exception:  # never let monitoring end the session
+                self._log.exception("stats_failed")
+                continue
+            await self._fire("on_stats", payload)
+
     # ------------------------------------------------------------------ the dispatcher
 
     def _post(self, item: _Item) -> None:
@@ -704,6 +1085,10 @@ class EnxRtc:
                     await self._connection_lost(item.reason)
             case _MediaFailed():
                 await self._media_failed(item)
+            case _SubscribeFailed():
+                await self._subscription_ended(item.subscription, item.error)
+            case _SubscriptionBroken():
+                await self._subscription_broken(item)
             case UserConnected(user=user):
                 room.add_user(user)
                 self._log.debug("remote_user_joined", name=user.name, other=user.client_id)
@@ -721,12 +1106,16 @@ class EnxRtc:
                 room.add_stream(stream)
                 self._log.debug("remote_stream_added", stream_id=stream.id, other=stream.client_id)
                 await self._fire("on_stream_added", stream.to_payload())
+                if self._phase == "connected" and self._receive.automatic and stream.id in room.streams:
+                    self._auto_subscribe(stream)  # unless the app subscribed from the callback
             case StreamRemoved(stream_id=stream_id):
                 publication = self._publication
                 if publication is not None and stream_id == publication.stream_id:
                     self._post(_MediaFailed(publication, MediaError("the server removed our stream")))
                     return
                 room.remove_stream(stream_id)
+                self._manual.pop(stream_id, None)
+                await self._close_subscription(stream_id)  # locally: no unsubscribe (PROTOCOL 5)
                 self._log.debug("remote_stream_removed", stream_id=stream_id)
                 await self._fire("on_stream_removed", {"id": stream_id})
             case MediaEngineConnecting():
@@ -744,13 +1133,15 @@ class EnxRtc:
                 self._log.debug("unknown_event", event=name)
 
     async def _route_media(self, item: MediaEngineConnecting) -> None:
+        if item.subscriber:
+            subscription = self._subscriptions.get(item.stream_id)
+            if subscription is None:
+                self._log.debug("media_message_unrouted", stream_id=item.stream_id, subscriber=True)
+            elif subscription.deliver(item.msg):
+                await self._subscribed(subscription)
+            return
         publication = self._publication
-        if (
-            item.subscriber
-            or publication is None
-            or publication.stream_id is None
-            or item.stream_id != publication.stream_id
-        ):
+        if publication is None or publication.stream_id is None or item.stream_id != publication.stream_id:
             self._log.debug("media_message_unrouted", stream_id=item.stream_id, subscriber=item.subscriber)
             return
         if publication.deliver(item.msg):
@@ -910,6 +1301,7 @@ class EnxRtc:
             self._dispatcher = asyncio.create_task(
                 self._dispatch(inbox, early), name=f"{self._label}-dispatcher"
             )
+            self._subscribe_on_join(new_room)  # as the official client: re-subscribe, then publish
             if not self._may_publish(new_room):
                 return None
             self._attempt = loop.create_future()
@@ -947,8 +1339,10 @@ class EnxRtc:
             self._post(SocketClosed(reason="disconnect() called"))  # wakes a waiting join
         await self._stop_reconnector()
         await self._stop_dispatcher()
+        await self._stop_stats()
         stream_id = self._published_stream_id
         await self._teardown(leave=leave)
+        self._manual.clear()
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
         self._stop_owned_tracks()
@@ -972,6 +1366,14 @@ class EnxRtc:
         with suppress(asyncio.CancelledError):
             await task
 
+    async def _stop_stats(self) -> None:
+        task, self._stats_task = self._stats_task, None
+        if task is None or task.done() or task is asyncio.current_task() or task in self._firing:
+            return  # inside on_stats (which may be awaiting this disconnect): it sees the phase
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
     async def _stop_dispatcher(self) -> None:
         """Cancel the dispatcher while it waits for an event; if it is busy (inside a callback
         that may well be awaiting this very disconnect) let it see the phase and stop."""
@@ -984,9 +1386,10 @@ class EnxRtc:
                 await task
 
     async def _teardown(self, *, leave: bool, retire: bool = False) -> None:
-        """Close the publish leg and the socket (after ``unpublish`` and ``drop`` if
-        ``leave``). Leaves the callbacks and the phase to the caller. ``retire``: the socket
-        is closed in the background (a dead link may hold its close for a second)."""
+        """Close the subscribe legs, the publish leg and the socket (after ``unpublish`` and
+        ``drop`` if ``leave``). Leaves the callbacks and the phase to the caller. ``retire``:
+        the socket is closed in the background (a dead link may hold its close for a second)."""
+        await self._close_subscriptions()
         publication, self._publication = self._publication, None
         task, self._publish_task = self._publish_task, None
         if task is not None and task is not asyncio.current_task():

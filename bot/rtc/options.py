@@ -7,11 +7,11 @@ message naming the key instead of surfacing later as a wrong publish request.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
-from bot.proto import ErrorCode
+from bot.proto import ErrorCode, RoomConnected, StreamInfo
 
 from .errors import RoomError
 
@@ -131,3 +131,124 @@ class RoomInfo:
             timeout_interval=seconds,
             audio_only=_read(d, w, "audio_only", bool, False),
         )
+
+
+SubscribeMode = Literal["all", "none", "audio"]
+SUBSCRIBE_MODES: tuple[str, ...] = get_args(SubscribeMode)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubscribeOptions:
+    """What to receive of the others' streams: the ``EnxRtc`` constructor's ``subscribe``,
+    ``max_video_subscriptions``, ``sink_factory`` and ``stats_interval_s`` (Python objects,
+    hence constructor arguments and not ``join_room`` dictionaries).
+
+    The Web SDK subscribes to every stream by itself; Flutter apps call ``subscribe`` from
+    ``onStreamAdded``. ``"none"`` (the default) is Flutter's way: nothing is received until
+    :meth:`~bot.rtc.EnxRtc.subscribe` is called. It also keeps a crowd of bots from receiving
+    each other (N bots, N x (N-1) legs) unless a config asks for it.
+    """
+
+    mode: SubscribeMode = "none"
+    """``all``: audio and video of every stream; ``audio``: audio only; ``none``: nothing
+    unless :meth:`~bot.rtc.EnxRtc.subscribe` is called."""
+    names: frozenset[str] | None = None
+    """When set (``subscribe=["alice", ...]``): only the streams of these participants (their
+    name as the room shows it, or the stream's name), audio and video."""
+    max_video_subscriptions: int | None = None
+    """Like EnableX's active talkers: at most this many streams are received with video; the
+    next ones are received audio only (None: no limit; 0: never video)."""
+    sink_factory: Callable[[dict[str, Any]], Any] | None = None
+    """``sink_factory(stream_info)`` returns the ``bot.media.EncodedSink`` of a new subscribe
+    leg (default: a ``DiscardSink``). See :meth:`~bot.rtc.EnxRtc.subscribe`."""
+    stats_interval_s: float | None = None
+    """Fire ``on_stats`` with :meth:`~bot.rtc.EnxRtc.stats` this often (None: never)."""
+
+    @classmethod
+    def build(
+        cls,
+        subscribe: object = "none",
+        max_video_subscriptions: object = None,
+        sink_factory: object = None,
+        stats_interval_s: object = None,
+    ) -> SubscribeOptions:
+        """Validate the constructor's arguments (RoomError 1155 naming the bad one)."""
+        mode: SubscribeMode = "none"
+        names: frozenset[str] | None = None
+        if isinstance(subscribe, str):
+            if subscribe not in SUBSCRIBE_MODES:
+                raise RoomError(
+                    ErrorCode.INVALID_PARAMETERS,
+                    f"subscribe must be one of {', '.join(SUBSCRIBE_MODES)} or a list of names, "
+                    f"got {subscribe!r}",
+                )
+            mode = subscribe  # type: ignore[assignment]
+        elif isinstance(subscribe, list | tuple | set | frozenset) and all(
+            isinstance(n, str) for n in subscribe
+        ):
+            mode, names = "all", frozenset(subscribe)
+        else:
+            raise RoomError(
+                ErrorCode.INVALID_PARAMETERS,
+                f"subscribe must be 'all', 'none', 'audio' or a list of names, got {subscribe!r}",
+            )
+        if max_video_subscriptions is not None and (
+            not isinstance(max_video_subscriptions, int)
+            or isinstance(max_video_subscriptions, bool)
+            or max_video_subscriptions < 0
+        ):
+            raise RoomError(
+                ErrorCode.INVALID_PARAMETERS,
+                f"max_video_subscriptions must be a number of streams (0 or more) or None, "
+                f"got {max_video_subscriptions!r}",
+            )
+        if sink_factory is not None and not callable(sink_factory):
+            raise RoomError(
+                ErrorCode.INVALID_PARAMETERS, "sink_factory must be callable: stream info -> sink"
+            )
+        if stats_interval_s is not None and (
+            not isinstance(stats_interval_s, int | float)
+            or isinstance(stats_interval_s, bool)
+            or not stats_interval_s > 0
+        ):
+            raise RoomError(
+                ErrorCode.INVALID_PARAMETERS,
+                f"stats_interval_s must be a positive number of seconds or None, got {stats_interval_s!r}",
+            )
+        return cls(
+            mode=mode,
+            names=names,
+            max_video_subscriptions=max_video_subscriptions,
+            sink_factory=sink_factory,
+            stats_interval_s=None if stats_interval_s is None else float(stats_interval_s),
+        )
+
+    @property
+    def automatic(self) -> bool:
+        return self.mode != "none"
+
+    def wants(self, stream: StreamInfo, owner_name: str | None) -> bool:
+        """Whether the automatic mode subscribes to ``stream`` (of participant ``owner_name``)."""
+        if self.mode == "none":
+            return False
+        if self.names is None:
+            return True
+        return bool({stream.name, stream.actual_name, owner_name} & self.names)
+
+    def kinds(self, stream: StreamInfo, video_legs: int, *, audio_only: bool = False) -> tuple[bool, bool]:
+        """``(audio, video)`` to receive of ``stream`` when ``video_legs`` streams are already
+        received with video; ``audio_only`` (mode ``audio``) keeps video out."""
+        audio = stream.audio
+        video = stream.video and not audio_only
+        if video and self.max_video_subscriptions is not None and video_legs >= self.max_video_subscriptions:
+            video = False
+        return audio, video
+
+
+def listed_streams_to_subscribe(connected: RoomConnected) -> list[StreamInfo]:
+    """The active-talker slot rule of the official client for ``room-connected.streams``
+    (PROTOCOL.md section 5): a listed stream is subscribed if it is a screen share or its id is
+    at most ``initialNumATs``. (The later slot releases on ``user-connected`` are not modelled:
+    our room server sends an ``initialNumATs`` at least as large as every listed id, and
+    streams that start later come with ``onAddStream``.)"""
+    return [s for s in connected.streams if s.screen or s.id <= connected.initial_num_ats]
