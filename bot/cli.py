@@ -12,11 +12,14 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import structlog
 
 from bot.agent.errors import EXIT_CONFIG, EXIT_OK, AgentError, ConfigError
+
+if TYPE_CHECKING:
+    from bot.agent.config import AgentConfig
 
 PROG = "enx-bot"
 
@@ -151,13 +154,50 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if value:
                 argv += [flag, value]
         runner = Supervisor(cfg, workers, argv)
+        code = _run_with_signals(runner.run(), runner.stop, factory)
     else:
-        runner = Agent(cfg, plan=plan)
-    code = _run_with_signals(runner.run(), runner.stop, factory)
+        ops = _ops_for(cfg, plan)
+        agent = runner = Agent(
+            cfg, plan=plan, events=ops.events, on_server=lambda s: ops.add_registry(s.registry)
+        )
+
+        def on_signal() -> None:
+            ops.signal_received("SIGTERM")
+            agent.stop()
+
+        try:
+            code = _run_with_signals(ops.run(agent.run()), on_signal, factory)
+        except OSError as exc:  # the metrics port is taken
+            raise ConfigError(
+                f"cannot serve metrics ({exc.strerror or exc}): choose another metrics_port"
+            ) from None
     failure = runner.first_failure()
     if code != EXIT_OK and failure:
         _fail(failure, code)
     return code
+
+
+def _ops_for(cfg: AgentConfig, plan: object):  # type: ignore[no-untyped-def]
+    """Metrics, health, progress and reports around this process's bots. A worker of a swarm
+    serves its metrics on ``metrics_port + 1 + shard index`` so workers never clash."""
+    from bot.agent.ops import Ops
+
+    port = cfg.metrics_port
+    if port is None and os.environ.get("ENX_METRICS_PORT", "").strip():
+        try:
+            port = int(os.environ["ENX_METRICS_PORT"])
+        except ValueError:
+            raise ConfigError(
+                f"ENX_METRICS_PORT={os.environ['ENX_METRICS_PORT']!r} is not a port number"
+            ) from None
+    if plan is not None and port:
+        port = port + 1 + cfg.shard_index
+    try:
+        return Ops.from_env(
+            len(cfg.my_bots()), metrics_port=port, metrics_host=cfg.metrics_host, report_dir=cfg.report_dir
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _run_with_signals(coro, on_first_signal, loop_factory=None) -> int:  # type: ignore[no-untyped-def]

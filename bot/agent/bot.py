@@ -20,6 +20,7 @@ from bot.media import MediaError, MediaSpec, SharedMedia, open_media
 from bot.rtc import EnxRtc, RoomError
 
 from .config import BotConfig
+from .observe import BotObserver, NullObserver
 from .policy import Action, BandwidthFallback
 from .tokens import TokenSource
 
@@ -59,8 +60,10 @@ class Bot:
         room_label: str = "",
         *,
         media: SharedMedia | None = None,
+        events: BotObserver | None = None,
     ) -> None:
         self.cfg = cfg
+        self.events: BotObserver = events or NullObserver()
         self.tokens = tokens
         self.room_label = room_label
         self.media = media
@@ -134,6 +137,8 @@ class Bot:
                     if track is not None:
                         track.stop()
         join_ms = (time.perf_counter() - self._t_join) * 1000
+        self.events.bot_state(cfg.name, "connected")
+        self.events.join_latency(cfg.name, join_ms / 1000)
         try:
             outcome, reason = await self._stay(rtc)
         finally:
@@ -186,23 +191,38 @@ class Bot:
         rtc.on_unpublished_stream = lambda p: self.log.info("unpublished_stream", stream_id=p.get("streamId"))
         rtc.on_stream_added = lambda s: self._stream_event("stream_added", s)
         rtc.on_stream_removed = lambda s: self._stream_event("stream_removed", s)
-        rtc.on_connection_lost = lambda p: self.log.warning("connection_lost", **_fields(p))
-        rtc.on_connection_interrupted = lambda p: self.log.warning("connection_interrupted", **_fields(p))
-        rtc.on_reconnect = lambda p: self.log.info("reconnect", **_fields(p))
+        rtc.on_connection_lost = lambda p: self._on_connection_broken("connection_lost", p)
+        rtc.on_connection_interrupted = lambda p: self._on_connection_broken("connection_interrupted", p)
+        rtc.on_reconnect = self._on_reconnect
         rtc.on_user_reconnect_success = self._on_reconnected
         rtc.on_room_bandwidth_alert = self._on_bandwidth_alert
         rtc.on_room_bandwidth_restored = self._on_bandwidth_restored
+
+    def _on_connection_broken(self, event: str, payload: dict[str, Any]) -> None:
+        self.log.warning(event, **_fields(payload))
+        self.events.bot_state(self.cfg.name, "reconnecting")
+
+    def _on_reconnect(self, payload: dict[str, Any]) -> None:
+        self.log.info("reconnect", **_fields(payload))
+        self.events.reconnect(self.cfg.name)
 
     def _on_reconnected(self, payload: dict[str, Any]) -> None:
         me = payload.get("me") or {}
         if me.get("clientId"):
             self.log = self.log.bind(client_id=me["clientId"])
         self.log.info("user_reconnect_success", **_fields(payload, skip=("me", "users", "streams", "room")))
+        self.events.bot_state(self.cfg.name, "audio-only" if self.policy.audio_only else "connected")
+        self._count_participants()
+
+    def _count_participants(self) -> None:
+        if self.rtc is not None and self.room_label:
+            self.events.room_participants(self.room_label, len(self.rtc.get_user_list()))
 
     # ------------------------------------------------------------------ bandwidth fallback
 
     def _on_bandwidth_alert(self, payload: dict[str, Any]) -> None:
         self.log.warning("room_bandwidth_alert", **_fields(payload))
+        self.events.bandwidth_alert(self.cfg.name)
         self._apply(self.policy.on_alert(asyncio.get_running_loop().time()))
 
     def _on_bandwidth_restored(self, payload: dict[str, Any]) -> None:
@@ -215,8 +235,11 @@ class Bot:
             audio_only = action is Action.FALLBACK
             if audio_only:
                 self.log.warning("audio_only_fallback", hold_s=self.policy.settings.min_hold_s)
+                self.events.fallback(self.cfg.name)
+                self.events.bot_state(self.cfg.name, "audio-only")
             else:
                 self.log.info("video_restored", fallbacks=self.policy.fallbacks)
+                self.events.bot_state(self.cfg.name, "connected")
             task = loop.create_task(self._set_audio_only(audio_only), name=f"{self.cfg.name}:audio-only")
             self._policy_tasks.add(task)
             task.add_done_callback(self._policy_tasks.discard)
@@ -244,6 +267,9 @@ class Bot:
         room_id = payload.get("roomId") or room.get("id") or self.room_label
         self.log = self.log.bind(room=room_id, client_id=me.get("clientId"))
         users = payload.get("users") or []
+        if room_id:
+            self.room_label = str(room_id)
+        self._count_participants()
         self.log.info(
             "room_connected",
             join_ms=round((time.perf_counter() - (self._t_join or 0)) * 1000, 1),
@@ -265,6 +291,7 @@ class Bot:
 
     def _user_event(self, event: str, user: dict[str, Any]) -> None:
         self.log.info(event, user=user.get("name"), user_id=user.get("clientId"), user_role=user.get("role"))
+        self._count_participants()
 
     def _stream_event(self, event: str, stream: dict[str, Any]) -> None:
         # onRemoveStream carries only the id: name the stream from what onAddStream said

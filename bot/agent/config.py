@@ -208,6 +208,11 @@ class AgentConfig:
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_port: int | None = None
+    """Serve /metrics, /healthz, /readyz here (default: $ENX_METRICS_PORT; unset: off)."""
+    metrics_host: str | None = None
+    report_dir: str | None = None
+    """Write report.json and report.html here at the end (default: $ENX_REPORT_DIR)."""
     defaults: dict[str, Any] = field(default_factory=dict)
     bots: list[BotConfig] = field(default_factory=list)
     path: str = ""
@@ -220,6 +225,8 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if self.join_retries < 0:
             raise ValueError(f"join_retries must be 0 or more, not {self.join_retries}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port {self.metrics_port} is not a TCP port (0-65535)")
         parse_duration(self.join_backoff, "join_backoff")
         if isinstance(self.workers, int) and self.workers < 1:
             raise ValueError(f"workers must be 1 or more (or auto), not {self.workers}")

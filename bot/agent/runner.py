@@ -68,12 +68,14 @@ class Agent:
         *,
         plan: SwarmPlan | None = None,
         events: BotObserver | None = None,
+        on_server: Callable[[RoomServer], None] | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.cfg = cfg
         self.plan = plan
         self.events: BotObserver = events or NullObserver()
+        self._on_server = on_server
         self.swarm: Swarm | None = None
         self.server: RoomServer | None = None
         self.shared: SharedMedia | None = None
@@ -108,6 +110,8 @@ class Agent:
         try:
             await swarm.start()
             self.server = swarm.server
+            if self.server is not None and self._on_server is not None:
+                self._on_server(self.server)
             self.room_id = swarm.rooms[0] if swarm.rooms else None
             if self._stopping.is_set():
                 return EXIT_OK
@@ -174,7 +178,7 @@ class Agent:
                 again = exc.retryable if isinstance(exc, TokenError) else True
                 result = BotResult(bc.name, Outcome.JOIN_FAILED, reason)
             else:
-                bot = Bot(attempt_cfg, StaticToken(token), room, media=media)
+                bot = Bot(attempt_cfg, StaticToken(token), room, media=media, events=self.events)
                 self.bots.append(bot)
                 self._live[index] = bot
                 if self._stopping.is_set():
