@@ -8,6 +8,7 @@ snake_case; lines about another participant carry its ``user`` (name) and ``user
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import time
 from dataclasses import dataclass
@@ -22,9 +23,13 @@ from bot.rtc import EnxRtc, RoomError
 from .config import BotConfig
 from .observe import BotObserver, NullObserver
 from .policy import Action, BandwidthFallback
+from .receive import Receiver
 from .tokens import TokenSource
 
 log = structlog.get_logger("bot.agent")
+
+TOTALS_INTERVAL_S = 5.0
+"""How often a bot without ``receive.stats_interval_s`` reports its media totals to the observer."""
 
 
 class Outcome(enum.StrEnum):
@@ -77,6 +82,8 @@ class Bot:
         self.policy = BandwidthFallback(cfg.policy.bandwidth_fallback)
         self._policy_timer: asyncio.TimerHandle | None = None
         self._policy_tasks: set[asyncio.Task[None]] = set()
+        self.receiver = Receiver(cfg.receive, lambda: self.log)
+        self._totals_task: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         """Ask the bot to leave; ``run`` returns once it has."""
@@ -111,7 +118,16 @@ class Bot:
             want_video = cfg.local_info.video and not cfg.room_info.audio_only
             if cfg.role != "viewer" and (want_audio or want_video):
                 audio, video = self._open_media(want_audio, want_video)
-            rtc = EnxRtc(audio_track=audio, video_track=video)
+            receive = cfg.receive
+            rtc = EnxRtc(
+                audio_track=audio,
+                video_track=video,
+                subscribe=receive.subscribe_option,
+                # audio-only rooms receive no video either
+                max_video_subscriptions=0 if cfg.room_info.audio_only else receive.max_video,
+                sink_factory=self.receiver,
+                stats_interval_s=receive.stats_seconds,
+            )
             self.rtc = rtc
             self._wire_callbacks(rtc)
             local_info = cfg.local_info.to_enablex(cfg.name)
@@ -139,11 +155,17 @@ class Bot:
         join_ms = (time.perf_counter() - self._t_join) * 1000
         self.events.bot_state(cfg.name, "connected")
         self.events.join_latency(cfg.name, join_ms / 1000)
+        if cfg.receive.stats_seconds is None and not isinstance(self.events, NullObserver):
+            self._totals_task = asyncio.create_task(self._sample_totals(rtc), name=f"{cfg.name}:totals")
         try:
             outcome, reason = await self._stay(rtc)
         finally:
             if self._policy_timer is not None:
                 self._policy_timer.cancel()
+            if self._totals_task is not None:
+                self._totals_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._totals_task
             await rtc.disconnect()
             for track in (audio, video):
                 if track is not None:
@@ -191,12 +213,45 @@ class Bot:
         rtc.on_unpublished_stream = lambda p: self.log.info("unpublished_stream", stream_id=p.get("streamId"))
         rtc.on_stream_added = lambda s: self._stream_event("stream_added", s)
         rtc.on_stream_removed = lambda s: self._stream_event("stream_removed", s)
+        rtc.on_subscribed_stream = self._on_subscribed
+        rtc.on_stats = self._on_stats
         rtc.on_connection_lost = lambda p: self._on_connection_broken("connection_lost", p)
         rtc.on_connection_interrupted = lambda p: self._on_connection_broken("connection_interrupted", p)
         rtc.on_reconnect = self._on_reconnect
         rtc.on_user_reconnect_success = self._on_reconnected
         rtc.on_room_bandwidth_alert = self._on_bandwidth_alert
         rtc.on_room_bandwidth_restored = self._on_bandwidth_restored
+
+    def _on_subscribed(self, payload: dict[str, Any]) -> None:
+        self.log.info(
+            "subscribed_stream",
+            stream_id=payload.get("streamId"),
+            user=payload.get("name"),
+            user_id=payload.get("clientId"),
+            audio=payload.get("audio"),
+            video=payload.get("video"),
+            tapped=payload.get("tapped"),
+        )
+
+    def _on_stats(self, payload: dict[str, Any]) -> None:
+        self.receiver.log_stats(payload)
+        self._media_totals(payload)
+
+    def _media_totals(self, payload: dict[str, Any]) -> None:
+        self.events.media(self.cfg.name, *self.receiver.totals(payload))
+
+    async def _sample_totals(self, rtc: EnxRtc) -> None:
+        """Media totals for the observer every ``TOTALS_INTERVAL_S`` (when ``on_stats`` is off)."""
+        while True:
+            await asyncio.sleep(TOTALS_INTERVAL_S)
+            if rtc.phase != "connected":
+                continue
+            try:
+                payload = await rtc.stats()
+            except Exception:  # never let counting end the session
+                self.log.debug("stats_failed", exc_info=True)
+                continue
+            self._media_totals(payload)
 
     def _on_connection_broken(self, event: str, payload: dict[str, Any]) -> None:
         self.log.warning(event, **_fields(payload))

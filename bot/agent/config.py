@@ -119,6 +119,58 @@ class PolicyConfig:
     bandwidth_fallback: FallbackSettings = field(default_factory=FallbackSettings)
 
 
+SubscribeMode = Literal["none", "all", "audio"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReceiveConfig:
+    """What the bot receives and where it goes: ``subscribe`` ``none`` (default), ``all``,
+    ``audio`` (audio only) or a list of participant names; at most ``max_video`` streams with
+    video (like EnableX's active talkers); each received stream goes to a ``sink``: ``discard``
+    (count, never decode), ``record`` (files under ``record_dir``, no re-encoding, a new file
+    every ``rotate_s``) or ``frames`` (decode and drop: the CPU of a real viewer);
+    ``stats_interval_s`` logs ``stream_stats`` per received stream this often."""
+
+    subscribe: SubscribeMode | list[str] = "none"
+    max_video: int | None = None
+    sink: Literal["discard", "record", "frames"] = "discard"
+    record_dir: str = "recordings"
+    rotate_s: float | str | None = None
+    stats_interval_s: float | str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.subscribe, tuple | list):
+            if not self.subscribe:
+                raise ValueError("receive.subscribe is an empty list: name participants, or use none")
+            if any(not str(n).strip() for n in self.subscribe):
+                raise ValueError("receive.subscribe has an empty participant name")
+        if self.max_video is not None and self.max_video < 0:
+            raise ValueError(f"receive.max_video must be 0 or more streams, not {self.max_video}")
+        if self.sink == "record" and not self.record_dir.strip():
+            raise ValueError("receive.record_dir is empty: give the folder recordings go to")
+        for key in ("rotate_s", "stats_interval_s"):
+            value = getattr(self, key)
+            if value is not None and not parse_duration(value, f"receive.{key}") > 0:
+                raise ValueError(f"receive.{key} must be more than 0 seconds (or omitted: never)")
+        if self.rotate_s is not None and self.sink != "record":
+            raise ValueError(f"receive.rotate_s applies to sink: record, not to sink: {self.sink}")
+
+    @property
+    def rotate_seconds(self) -> float | None:
+        return None if self.rotate_s is None else parse_duration(self.rotate_s, "receive.rotate_s")
+
+    @property
+    def stats_seconds(self) -> float | None:
+        if self.stats_interval_s is None:
+            return None
+        return parse_duration(self.stats_interval_s, "receive.stats_interval_s")
+
+    @property
+    def subscribe_option(self) -> str | list[str]:
+        """``subscribe`` as ``EnxRtc(subscribe=...)`` takes it."""
+        return self.subscribe if isinstance(self.subscribe, str) else list(self.subscribe)
+
+
 @dataclass(frozen=True, kw_only=True)
 class BotConfig:
     name: str
@@ -132,6 +184,7 @@ class BotConfig:
     advance_options: dict[str, Any] = field(default_factory=dict)
     media: MediaConfig = field(default_factory=MediaConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    receive: ReceiveConfig = field(default_factory=ReceiveConfig)
 
     def __post_init__(self) -> None:
         if not self.name.strip():

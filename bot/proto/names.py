@@ -58,6 +58,7 @@ FLUTTER_METHODS: dict[str, str] = {
     "disconnect": "disconnect",
     "getDevices": "get_devices",
     "getSelectedDevice": "get_selected_device",
+    "switchMediaDevice": "switch_media_device",
     "muteSelfAudio": "mute_self_audio",
     "muteSelfVideo": "mute_self_video",
     "setAudioOnlyMode": "set_audio_only_mode",

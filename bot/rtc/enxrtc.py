@@ -485,11 +485,28 @@ class EnxRtc:
         return out
 
     def get_devices(self) -> list[str]:
-        """Audio output devices (Flutter ``getDevices``): headless, so only ``NONE``."""
-        return list(devices.AVAILABLE)
+        """Audio output devices (Flutter ``getDevices``): headless, so ``NONE`` (received audio
+        is discarded), and ``FILE`` when the ``sink_factory`` records (see ``bot.rtc.devices``)."""
+        output = devices.output_of(self._receive.sink_factory)
+        return list(devices.AVAILABLE if output is None else output.devices)
 
     def get_selected_device(self) -> str:
-        return devices.DEFAULT
+        """Where received audio goes now (Flutter ``getSelectedDevice``)."""
+        output = devices.output_of(self._receive.sink_factory)
+        return devices.DEFAULT if output is None else output.selected
+
+    def switch_media_device(self, device: str) -> bool:
+        """Send received audio to ``device`` (Flutter ``switchMediaDevice``), one of
+        :meth:`get_devices`, from now on (legs already up included). Returns True when it is
+        selected; an unknown device is an error: logged, nothing changes, False."""
+        output = devices.output_of(self._receive.sink_factory)
+        if output is None:
+            ok = device == devices.DEFAULT
+        else:
+            ok = device in output.devices and output.select(device)
+        if not ok:
+            self._log.error("switch_media_device_failed", device=device, devices=self.get_devices())
+        return ok
 
     # ------------------------------------------------------------------ public: getters
 
