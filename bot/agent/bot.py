@@ -331,6 +331,11 @@ class Bot:
             participants=[u.get("name") for u in users if u.get("clientId") != me.get("clientId")],
             role=me.get("role"),
         )
+        # streams already in the room arrive with room-connected, not as onAddStream: log them
+        # the same way, so every stream_removed has its stream_added
+        for stream in payload.get("streams") or []:
+            if isinstance(stream, dict) and stream.get("clientId") != me.get("clientId"):
+                self._stream_event("stream_added", {**stream, "existing": True})
 
     def _on_room_error(self, payload: dict[str, Any]) -> None:
         self.log.error("room_error", code=payload.get("result"), error=payload.get("msg"))
@@ -353,7 +358,8 @@ class Bot:
         if event == "stream_added":
             self._streams[stream.get("id")] = stream
         else:
-            stream = {**self._streams.pop(stream.get("id"), {}), **stream}
+            known = {k: v for k, v in self._streams.pop(stream.get("id"), {}).items() if k != "existing"}
+            stream = {**known, **stream}
         attrs = stream.get("attributes") or {}
         self.log.info(
             event,
@@ -362,6 +368,7 @@ class Bot:
             user_id=stream.get("clientId"),
             audio=stream.get("audio"),
             video=stream.get("video"),
+            **({"existing": True} if stream.get("existing") else {}),
         )
 
 
