@@ -10,24 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
 
-from bot.proto import (
-    Answer,
-    Candidate,
-    EndOfCandidates,
-    Offer,
-    PublishRequest,
-    Ready,
-    SdpMessage,
-    SignalingMessage,
-)
+from bot.proto import PublishRequest
 
 from .errors import MediaError, RoomError
-from .peer import IcePair, PublishLeg, has_any_candidate, has_relay_candidate
+from .leg import _SignalledLeg
+from .peer import IcePair, PublishLeg
 from .signalling import Signalling
 
 READY_TIMEOUT_S = 20.0
@@ -44,19 +35,12 @@ _log = structlog.get_logger(__name__)
 State = Literal["new", "publishing", "ready", "failed", "closed"]
 
 
-@dataclass(frozen=True)
-class _Wake:
-    """``ready`` arrived (handled by the dispatcher): stop waiting."""
-
-
-@dataclass(frozen=True)
-class _Failed:
-    reason: str
-
-
-class LocalPublication:
+class LocalPublication(_SignalledLeg[PublishLeg]):
     """Drives one publish leg through signalling. ``on_broken`` is called if the leg fails
     after it was ready (before that, :meth:`run` raises instead)."""
+
+    _pending = "publishing"
+    _ready_ignored_event = "ready_ignored"
 
     def __init__(
         self,
@@ -68,71 +52,32 @@ class LocalPublication:
         on_broken: Callable[[str], None] | None = None,
         log: Any = None,
     ) -> None:
-        self.signalling = signalling
-        self.leg = leg
+        super().__init__(
+            signalling=signalling,
+            leg=leg,
+            force_turn=force_turn,
+            on_broken=on_broken,
+            log=log if log is not None else _log,
+        )
         self.request = request
-        self.force_turn = force_turn
         self.stream_id: int | None = None
-        self.state: State = "new"
-        self._on_broken = on_broken
-        self._log = log if log is not None else _log
-        self._inbox: asyncio.Queue[SdpMessage | _Wake | _Failed] = asyncio.Queue()
 
-    # ------------------------------------------------------------------ from the dispatcher
+    def _log_stream_id(self) -> int | None:
+        return self.stream_id
 
-    def deliver(self, msg: SdpMessage) -> bool:
-        """A ``media_engine_connecting`` message for our stream. True when it is the ``ready``
-        that completes publishing (the caller then reports the stream as published)."""
-        if isinstance(msg, Ready):
-            if self.state != "publishing":
-                self._log.debug("ready_ignored", state=self.state, stream_id=self.stream_id)
-                return False
-            self.state = "ready"
-            self._inbox.put_nowait(_Wake())
-            return True
-        if isinstance(msg, Answer | Candidate | EndOfCandidates):
-            self._inbox.put_nowait(msg)
-        else:
-            self._log.debug("media_message_ignored", type=msg.type, stream_id=self.stream_id)
-        return False
-
-    def leg_failed(self, reason: str) -> None:
-        """Wired to the leg's ``on_failed``."""
-        if self.state == "publishing":
-            self._inbox.put_nowait(_Failed(reason))
-        elif self.state == "ready":
-            self.state = "failed"
-            if self._on_broken is not None:
-                self._on_broken(reason)
+    def _not_ready_what(self) -> str:
+        return f"stream {self.stream_id}"
 
     # ------------------------------------------------------------------ the sequence
 
     async def run(self, within: float = READY_TIMEOUT_S) -> int:
         """Publish; returns the stream id once ``ready`` was delivered. Raises RoomError:
         the server's code if it refuses, 1160 if media does not come up within ``within`` seconds."""
-        self.state = "publishing"
-        try:
-            async with asyncio.timeout(within):
-                return await self._run()
-        except TimeoutError:
-            self.state = "failed"
-            raise MediaError(
-                f"stream {self.stream_id} not ready within {within:g} s "
-                f"(media connection {self.leg.connection_state})"
-            ) from None
-        except BaseException:
-            self.state = "failed"
-            raise
+        return await self._run_within(within, self._run)
 
     async def _run(self) -> int:
         offer = await self.leg.create_offer()
-        if self.force_turn and not has_relay_candidate(offer):
-            raise MediaError(
-                "forceTurn is set but no relay candidate was gathered: check the TURN server "
-                "(urls, username, credential) in room-connected.iceServers"
-            )
-        if not has_any_candidate(offer):
-            raise MediaError("no ICE candidate gathered: no usable network interface or STUN/TURN")
+        self._check_offer(offer)
         ack = await self.signalling.request(self.request)
         if not ack.ok:
             raise RoomError(ack.result, f"publish refused: {ack.msg or 'no reason given'}")
@@ -143,33 +88,8 @@ class LocalPublication:
             raise MediaError(f"publish ack has no stream id: {ack.to_payload()!r}")
         self.stream_id = stream_id
         self._log.debug("publish_acked", stream_id=stream_id)
-
-        ack = await self.signalling.request(SignalingMessage(stream_id=stream_id, msg=Offer(sdp=offer)))
-        if not ack.ok:
-            raise RoomError(ack.result, f"offer refused: {ack.msg or 'no reason given'}")
-
-        early: list[Candidate] = []
-        while True:
-            item = await self._next()
-            if isinstance(item, Answer):
-                await self.leg.apply_answer(item.sdp)
-                break
-            if isinstance(item, Candidate):
-                early.append(item)
-        for candidate in early:
-            await self.leg.add_remote_candidate(candidate)
-        await self.signalling.request(SignalingMessage(stream_id=stream_id, msg=EndOfCandidates()))
-        while self.state == "publishing":
-            item = await self._next()
-            if isinstance(item, Candidate):
-                await self.leg.add_remote_candidate(item)
+        await self._negotiate(stream_id, offer, "offer refused")
         return stream_id
-
-    async def _next(self) -> SdpMessage | _Wake:
-        item = await self._inbox.get()
-        if isinstance(item, _Failed):
-            raise MediaError(item.reason)
-        return item
 
     async def watch(self, silence_s: float = MEDIA_SILENCE_S) -> None:
         """While ready, check that the media server still hears us; when it has been silent for

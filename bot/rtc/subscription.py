@@ -15,25 +15,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
 
-from bot.proto import (
-    Answer,
-    Candidate,
-    EndOfCandidates,
-    Offer,
-    Ready,
-    SdpMessage,
-    SignalingMessage,
-    StreamInfo,
-    SubscribeRequest,
-)
+from bot.proto import StreamInfo, SubscribeRequest
 
-from .errors import MediaError, RoomError
-from .peer import SubscribeLeg, has_any_candidate, has_relay_candidate
+from .errors import RoomError
+from .leg import _SignalledLeg
+from .peer import SubscribeLeg
 from .signalling import Signalling
 
 READY_TIMEOUT_S = 20.0
@@ -46,20 +36,13 @@ _log = structlog.get_logger(__name__)
 State = Literal["new", "subscribing", "ready", "failed", "closed"]
 
 
-@dataclass(frozen=True)
-class _Wake:
-    """``ready`` arrived (handled by the dispatcher): stop waiting."""
-
-
-@dataclass(frozen=True)
-class _Failed:
-    reason: str
-
-
-class RemoteSubscription:
+class RemoteSubscription(_SignalledLeg[SubscribeLeg]):
     """Drives one subscribe leg through signalling. ``on_broken`` is called (once) if the leg
     fails or is closed by the media server after it was ready (before that, :meth:`run`
     raises instead)."""
+
+    _pending = "subscribing"
+    _ready_ignored_event = "subscribe_ready_ignored"
 
     def __init__(
         self,
@@ -73,21 +56,21 @@ class RemoteSubscription:
         on_broken: Callable[[str], None] | None = None,
         log: Any = None,
     ) -> None:
-        self.signalling = signalling
-        self.leg = leg
+        super().__init__(
+            signalling=signalling,
+            leg=leg,
+            force_turn=force_turn,
+            on_broken=on_broken,
+            log=log if log is not None else _log,
+        )
         self.stream = stream
         self.audio = audio
         self.video = video
-        self.force_turn = force_turn
-        self.state: State = "new"
         self.started_at = time.monotonic()
         """When :meth:`run` was called (``time.monotonic()``)."""
         self.ready_at: float | None = None
         self.task: asyncio.Task[None] | None = None
         """The task running :meth:`run` (set by the owner)."""
-        self._on_broken = on_broken
-        self._log = log if log is not None else _log
-        self._inbox: asyncio.Queue[SdpMessage | _Wake | _Failed] = asyncio.Queue()
 
     @property
     def stream_id(self) -> int:
@@ -106,56 +89,25 @@ class RemoteSubscription:
             "tapped": self.leg.tapped,
         }
 
-    # ------------------------------------------------------------------ from the dispatcher
+    def _log_stream_id(self) -> int:
+        return self.stream_id
 
-    def deliver(self, msg: SdpMessage) -> bool:
-        """A ``media_engine_connecting {peerId}`` message for this stream. True when it is the
-        ``ready`` that completes the subscription (the caller then reports it)."""
-        if isinstance(msg, Ready):
-            if self.state != "subscribing":
-                self._log.debug("subscribe_ready_ignored", state=self.state, stream_id=self.stream_id)
-                return False
-            self.state = "ready"
-            self.ready_at = time.monotonic()
-            self._inbox.put_nowait(_Wake())
-            return True
-        if isinstance(msg, Answer | Candidate | EndOfCandidates):
-            self._inbox.put_nowait(msg)
-        else:
-            self._log.debug("media_message_ignored", type=msg.type, stream_id=self.stream_id)
-        return False
+    def _not_ready_what(self) -> str:
+        return f"subscription to stream {self.stream_id}"
 
-    def leg_failed(self, reason: str) -> None:
-        """Wired to the leg's ``on_failed``."""
-        if self.state == "subscribing":
-            self._inbox.put_nowait(_Failed(reason))
-        elif self.state == "ready":
+    def _on_ready(self) -> None:
+        self.ready_at = time.monotonic()
+
+    def _run_failed(self) -> None:
+        if self.state != "closed":  # closing cancels run(): that is no failure
             self.state = "failed"
-            if self._on_broken is not None:
-                self._on_broken(reason)
 
     # ------------------------------------------------------------------ the sequence
 
     async def run(self, within: float = READY_TIMEOUT_S) -> None:
         """Subscribe; returns once ``ready`` was delivered. Raises RoomError: the server's code
         if it refuses, 1160 if media does not come up within ``within`` seconds."""
-        self.state = "subscribing"
-        try:
-            async with asyncio.timeout(within):
-                await self._run()
-        except TimeoutError:
-            self._failed()
-            raise MediaError(
-                f"subscription to stream {self.stream_id} not ready within {within:g} s "
-                f"(media connection {self.leg.connection_state})"
-            ) from None
-        except BaseException:
-            self._failed()
-            raise
-
-    def _failed(self) -> None:
-        if self.state != "closed":  # closing cancels run(): that is no failure
-            self.state = "failed"
+        await self._run_within(within, self._run)
 
     async def _run(self) -> None:
         stream_id = self.stream_id
@@ -166,38 +118,8 @@ class RemoteSubscription:
             raise RoomError(
                 ack.result, f"subscribe to stream {stream_id} refused: {ack.msg or 'no reason given'}"
             )
-        if self.force_turn and not has_relay_candidate(offer):
-            raise MediaError(
-                "forceTurn is set but no relay candidate was gathered: check the TURN server "
-                "(urls, username, credential) in room-connected.iceServers"
-            )
-        if not has_any_candidate(offer):
-            raise MediaError("no ICE candidate gathered: no usable network interface or STUN/TURN")
-        ack = await self.signalling.request(SignalingMessage(stream_id=stream_id, msg=Offer(sdp=offer)))
-        if not ack.ok:
-            raise RoomError(ack.result, f"subscribe offer refused: {ack.msg or 'no reason given'}")
-
-        early: list[Candidate] = []
-        while True:
-            item = await self._next()
-            if isinstance(item, Answer):
-                await self.leg.apply_answer(item.sdp)
-                break
-            if isinstance(item, Candidate):
-                early.append(item)
-        for candidate in early:
-            await self.leg.add_remote_candidate(candidate)
-        await self.signalling.request(SignalingMessage(stream_id=stream_id, msg=EndOfCandidates()))
-        while self.state == "subscribing":
-            item = await self._next()
-            if isinstance(item, Candidate):
-                await self.leg.add_remote_candidate(item)
-
-    async def _next(self) -> SdpMessage | _Wake:
-        item = await self._inbox.get()
-        if isinstance(item, _Failed):
-            raise MediaError(item.reason)
-        return item
+        self._check_offer(offer)
+        await self._negotiate(stream_id, offer, "subscribe offer refused")
 
     async def close(self) -> None:
         """Close the leg (and its sink). Sends nothing: leaving a stream is local."""
