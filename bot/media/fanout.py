@@ -52,7 +52,114 @@ DEFAULT_QUEUE_SECONDS = 1.0
 """How far a subscriber may fall behind before it drops packets."""
 
 
-class PacketTrack(MediaStreamTrack):
+class QueuedPacketTrack(MediaStreamTrack):
+    """A track whose ``recv()`` returns ``av.Packet`` from a bounded queue its source pushes to.
+
+    The queue logic every packet subscriber shares (:class:`PacketTrack` here, the server's
+    ``ForwardTrack``): the track joins its source on its first ``recv()`` and leaves it on
+    ``stop()``. A video track starts at a keyframe: packets before the first keyframe are
+    skipped. A consumer that falls ``queue_size`` packets behind drops them and never slows the
+    source: audio drops the oldest packet; video drops its whole queue (one missing frame breaks
+    every frame up to the next keyframe) and, unless the new packet is a keyframe, skips until
+    the next one and asks the source for it.
+
+    Subclasses implement the hooks: :meth:`_join`, :meth:`_leave`, :meth:`_sent` (per packet
+    returned), :meth:`_skip`, :meth:`_drop` and :meth:`_request_keyframe`.
+    """
+
+    def __init__(self, kind: Kind, queue_size: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self._queue: collections.deque[Packet] = collections.deque()
+        self._queue_size = queue_size
+        self._ready = asyncio.Event()
+        self._joined = False
+        self._ended = False
+        self._awaiting_keyframe = kind == "video"
+
+    async def recv(self) -> Packet:
+        """The next packet, when the source produces it."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        if not self._joined:
+            self._joined = True
+            self._join()
+        while not self._queue:
+            if self._ended:
+                self.stop()
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+            if self.readyState != "live":
+                raise MediaStreamError
+        packet = self._queue.popleft()
+        self._sent(packet)
+        return packet
+
+    def stop(self) -> None:
+        """End the track and leave the source. Idempotent."""
+        super().stop()
+        self._queue.clear()
+        self._leave()
+        self._ready.set()
+
+    def _push(self, packet: Packet, keyframe: bool) -> None:
+        """Called by the source for every packet it produces."""
+        if self._awaiting_keyframe:
+            if not keyframe:
+                self._skip()
+                return
+            self._awaiting_keyframe = False
+        if len(self._queue) >= self._queue_size:
+            if self.kind == "video":
+                # Dropping any one video packet breaks every frame up to the next keyframe:
+                # drop them all, and resume cleanly at a keyframe.
+                self._drop(len(self._queue))
+                self._queue.clear()
+                if not keyframe:
+                    self._skip()
+                    self._awaiting_keyframe = True
+                    self._request_keyframe()
+                    return
+            else:
+                self._queue.popleft()
+                self._drop(1)
+        self._queue.append(packet)
+        self._ready.set()
+
+    def _end(self) -> None:
+        """The source has ended: ``recv()`` raises once the queue is empty."""
+        self._ended = True
+        self._ready.set()
+
+    # --- for subclasses ---------------------------------------------------------------------
+
+    def _join(self) -> None:
+        """Hook: subscribe to the source (first ``recv()``)."""
+        raise NotImplementedError
+
+    def _leave(self) -> None:
+        """Hook: unsubscribe from the source (``stop()``; may run more than once)."""
+        raise NotImplementedError
+
+    def _sent(self, packet: Packet) -> None:
+        """Hook: ``packet`` is being handed to the consumer."""
+        raise NotImplementedError
+
+    def _skip(self) -> None:
+        """Hook: one video packet passed over while waiting for a keyframe."""
+        raise NotImplementedError
+
+    def _drop(self, count: int) -> None:
+        """Hook: ``count`` packets lost because the consumer fell behind."""
+        raise NotImplementedError
+
+    def _request_keyframe(self) -> None:
+        """Hook: ask the source for a keyframe (video fell behind)."""
+        raise NotImplementedError
+
+
+class PacketTrack(QueuedPacketTrack):
     """One subscriber of a :class:`PacketStream`: a track whose ``recv()`` returns ``av.Packet``.
 
     The track subscribes on its first ``recv()`` (so a track not yet sending costs nothing) and
@@ -64,8 +171,7 @@ class PacketTrack(MediaStreamTrack):
     """
 
     def __init__(self, stream: PacketStream, queue_size: int) -> None:
-        super().__init__()
-        self.kind = stream.kind
+        super().__init__(stream.kind, queue_size)
         self.packets_sent = 0
         """Packets handed to the consumer."""
         self.packets_dropped = 0
@@ -73,12 +179,6 @@ class PacketTrack(MediaStreamTrack):
         self.packets_skipped = 0
         """Video packets passed over while waiting for a keyframe (at the start, after drops)."""
         self._stream = stream
-        self._queue: collections.deque[Packet] = collections.deque()
-        self._queue_size = queue_size
-        self._ready = asyncio.Event()
-        self._subscribed = False
-        self._ended = False
-        self._awaiting_keyframe = stream.kind == "video"
 
     @property
     def mime_type(self) -> str:
@@ -94,59 +194,23 @@ class PacketTrack(MediaStreamTrack):
         """Ask the source for a keyframe; call it when the peer sends PLI or FIR."""
         self._stream.request_keyframe()
 
-    async def recv(self) -> Packet:
-        """The next packet, when the source produces it."""
-        if self.readyState != "live":
-            raise MediaStreamError
-        if not self._subscribed:
-            self._subscribed = True
-            self._stream._subscribe(self)
-        while not self._queue:
-            if self._ended:
-                self.stop()
-                raise MediaStreamError
-            self._ready.clear()
-            await self._ready.wait()
-            if self.readyState != "live":
-                raise MediaStreamError
-        self.packets_sent += 1
-        return self._queue.popleft()
+    def _join(self) -> None:
+        self._stream._subscribe(self)
 
-    def stop(self) -> None:
-        """End the track and leave the source. Idempotent."""
-        super().stop()
-        self._queue.clear()
+    def _leave(self) -> None:
         self._stream._unsubscribe(self)
-        self._ready.set()
 
-    def _push(self, packet: Packet, keyframe: bool) -> None:
-        """Called by the stream for every packet it produces."""
-        if self._awaiting_keyframe:
-            if not keyframe:
-                self.packets_skipped += 1
-                return
-            self._awaiting_keyframe = False
-        if len(self._queue) >= self._queue_size:
-            if self.kind == "video":
-                # Dropping any one video packet breaks every frame up to the next keyframe:
-                # drop them all, and resume cleanly at a keyframe.
-                self.packets_dropped += len(self._queue)
-                self._queue.clear()
-                if not keyframe:
-                    self.packets_skipped += 1
-                    self._awaiting_keyframe = True
-                    self._stream.request_keyframe()
-                    return
-            else:
-                self._queue.popleft()
-                self.packets_dropped += 1
-        self._queue.append(packet)
-        self._ready.set()
+    def _sent(self, packet: Packet) -> None:
+        self.packets_sent += 1
 
-    def _end(self) -> None:
-        """The source has ended: ``recv()`` raises once the queue is empty."""
-        self._ended = True
-        self._ready.set()
+    def _skip(self) -> None:
+        self.packets_skipped += 1
+
+    def _drop(self, count: int) -> None:
+        self.packets_dropped += count
+
+    def _request_keyframe(self) -> None:
+        self._stream.request_keyframe()
 
 
 class PacketStream:

@@ -15,8 +15,9 @@ Each track is one subscriber's: its queue is bounded (``VIDEO_QUEUE`` frames, ``
 packets) so a subscriber whose sender falls behind drops packets and never holds up the
 publisher nor the other subscribers. Video starts at a keyframe; after a drop it discards the
 rest of its queue and waits for the next keyframe (a stream with holes would not decode), and
-asks the publisher for one. (The same ideas as :mod:`bot.media.fanout`, whose streams are
-paced by a producing task; here the receiver pushes.)
+asks the publisher for one. (That queue is :class:`bot.media.fanout.QueuedPacketTrack`, shared
+with :mod:`bot.media.fanout`, whose streams are paced by a producing task; here the receiver
+pushes.)
 
 **Keyframe requests.** aiortc ignores PLI/FIR on the packet path, so the subscribe leg
 replaces its video sender's ``_send_keyframe`` (on that instance) with
@@ -31,23 +32,14 @@ Pure of the network: ``request`` is a plain callable, so this module is tested w
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import av
-import av.stream
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-if TYPE_CHECKING:
-    Packet: TypeAlias = av.Packet[av.stream.Stream]
-else:
-    Packet = av.Packet  # not subscriptable at run time
-
-Kind = Literal["audio", "video"]
+from bot.media.fanout import Kind, Packet, QueuedPacketTrack
 
 TIME_BASES: dict[str, Fraction] = {"audio": Fraction(1, 48000), "video": Fraction(1, 90000)}
 VIDEO_QUEUE = 30
@@ -63,8 +55,8 @@ _VP8_START_CODE = b"\x9d\x01\x2a"
 
 def vp8_keyframe(data: bytes) -> bool:
     """Whether ``data`` is a VP8 keyframe (RFC 6386 9.1: frame tag bit 0 clear, then the
-    start code). The same test as :func:`bot.media.bitstream.vp8_keyframe_size`, kept here so
-    the server depends on ``bot.proto`` only."""
+    start code). The same test as :func:`bot.media.bitstream.vp8_keyframe_size`, kept here as
+    a cheap per-frame check."""
     return len(data) >= 10 and not data[0] & 1 and data[3:6] == _VP8_START_CODE
 
 
@@ -82,27 +74,21 @@ class Forwarded:
         return {"packets": self.packets, "bytes": self.bytes, "dropped": self.dropped}
 
 
-class ForwardTrack(MediaStreamTrack):
+class ForwardTrack(QueuedPacketTrack):
     """One subscriber's view of a :class:`ForwardedStream`: ``recv()`` returns ``av.Packet``.
 
     It attaches to its stream on its first ``recv()``: aiortc's sender first reads once the
     subscribe leg's DTLS is up, so frames never pile up for a leg that is not connected. It
-    detaches on ``stop()`` (the sender stops it when the leg closes).
+    detaches on ``stop()`` (the sender stops it when the leg closes). The queue (bounded, video
+    from a keyframe) is :class:`bot.media.fanout.QueuedPacketTrack`'s.
     """
 
     def __init__(self, stream: ForwardedStream, queue_size: int) -> None:
-        super().__init__()
-        self.kind = stream.kind
+        super().__init__(stream.kind, queue_size)
         self.forwarded = Forwarded()
         self.skipped = 0
         """Video frames passed over while waiting for a keyframe (at the start, after drops)."""
         self._stream = stream
-        self._queue: collections.deque[Packet] = collections.deque()
-        self._queue_size = queue_size
-        self._ready = asyncio.Event()
-        self._attached = False
-        self._ended = False
-        self._awaiting_keyframe = stream.kind == "video"
 
     @property
     def stream(self) -> ForwardedStream:
@@ -111,66 +97,29 @@ class ForwardTrack(MediaStreamTrack):
     @property
     def attached(self) -> bool:
         """Whether the track is receiving (its sender has started reading)."""
-        return self._attached and self.readyState == "live"
+        return self._joined and self.readyState == "live"
 
-    async def recv(self) -> Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if not self._attached:
-            self._attached = True
-            self._stream._attach(self)
-        while not self._queue:
-            if self._ended:
-                self.stop()
-                raise MediaStreamError
-            self._ready.clear()
-            await self._ready.wait()
-            if self.readyState != "live":
-                raise MediaStreamError
-        packet = self._queue.popleft()
+    def _join(self) -> None:
+        self._stream._attach(self)
+
+    def _leave(self) -> None:
+        self._stream._detach(self)
+
+    def _sent(self, packet: Packet) -> None:
         size = packet.size
         self.forwarded.packets += 1
         self.forwarded.bytes += size
         self._stream._count(size)
-        return packet
 
-    def stop(self) -> None:
-        """End the track and leave the stream (idempotent)."""
-        super().stop()
-        self._queue.clear()
-        self._stream._detach(self)
-        self._ready.set()
-
-    def _push(self, packet: Packet, keyframe: bool) -> None:
-        if self._awaiting_keyframe:
-            if not keyframe:
-                self.skipped += 1
-                return
-            self._awaiting_keyframe = False
-        if len(self._queue) >= self._queue_size:
-            if self.kind == "video":
-                # one missing frame breaks every frame up to the next keyframe: drop them all
-                self._drop(len(self._queue))
-                self._queue.clear()
-                if not keyframe:
-                    self.skipped += 1
-                    self._awaiting_keyframe = True
-                    self._stream.request_keyframe()
-                    return
-            else:
-                self._queue.popleft()
-                self._drop(1)
-        self._queue.append(packet)
-        self._ready.set()
+    def _skip(self) -> None:
+        self.skipped += 1
 
     def _drop(self, count: int) -> None:
         self.forwarded.dropped += count
         self._stream.forwarded.dropped += count
 
-    def _end(self) -> None:
-        """The stream has ended: ``recv()`` raises once the queue is empty."""
-        self._ended = True
-        self._ready.set()
+    def _request_keyframe(self) -> None:
+        self._stream.request_keyframe()
 
 
 class ForwardedStream:
