@@ -27,7 +27,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
-from .observe import IN_ROOM, BotState, as_state
+from .observe import IN_ROOM, BotState, NullObserver, as_state
 
 CLEAR = "\r\x1b[2K"
 SHOWN = (
@@ -80,7 +80,7 @@ class _Redrawing(logging.Handler):
         super().close()
 
 
-class Progress:
+class Progress(NullObserver):
     """Implements ``BotObserver``; ``async with Progress(target):`` redraws every ``interval``."""
 
     def __init__(
@@ -112,31 +112,8 @@ class Progress:
     def bot_state(self, bot: str, state: str) -> None:
         self._states[bot] = as_state(state)
 
-    def join_latency(self, bot: str, seconds: float) -> None:
-        pass
-
     def reconnect(self, bot: str) -> None:
         self.reconnects += 1
-
-    def bandwidth_alert(self, bot: str) -> None:
-        pass
-
-    def fallback(self, bot: str) -> None:
-        pass
-
-    def media(
-        self,
-        bot: str,
-        sent_bytes: int = 0,
-        sent_packets: int = 0,
-        recv_bytes: int = 0,
-        recv_packets: int = 0,
-        lost: int = 0,
-    ) -> None:
-        pass
-
-    def room_participants(self, room: str, n: int) -> None:
-        pass
 
     def outcome(self, bot: str, outcome: str, reason: str = "") -> None:
         end = {"join_failed": BotState.FAILED, "lost": BotState.LOST}.get(outcome, BotState.LEFT)
