@@ -150,7 +150,8 @@ class Result:
 
 
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, extra: list[str] | None = None) -> None:
+        self.extra = extra or []
         self.port = free_port()
         self.api = f"http://127.0.0.1:{self.port}/video/v2"
         self.proc: asyncio.subprocess.Process | None = None
@@ -159,7 +160,7 @@ class Server:
     async def __aenter__(self) -> Server:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "serve", "--port", str(self.port),
-            "--app-id", APP_ID, "--app-key", APP_KEY, "--log-format", "json", "--log-level", "warning",
+            "--app-id", APP_ID, "--app-key", APP_KEY, "--log-format", "json", "--log-level", "warning", *self.extra,
             cwd=ROOT, env={**os.environ, "ENX_DATA_DIR": ":memory:"},
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
@@ -242,7 +243,7 @@ async def scenario(bots: int, shared: bool, a: argparse.Namespace) -> Result:
     res = Result(name=name, bots=bots, shared=shared, workers=workers, rooms=rooms)
     out_path = Path(a.logs) / f"{name}.jsonl"
     err_path = Path(a.logs) / f"{name}.stderr"
-    async with Server() as server:
+    async with Server(a.server_args.split()) as server:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("ENX_")},
             "ENX_API_URL": server.api,
@@ -417,6 +418,7 @@ if __name__ == "__main__":
     ap.add_argument("--per-room", type=int, default=10, help="bots per room")
     ap.add_argument("--settle", type=float, default=5.0)
     ap.add_argument("--window", type=float, default=20.0)
+    ap.add_argument("--server-args", default="", help="extra `enx-bot serve` flags, e.g. --full-intake")
     ap.add_argument("--logs", default="/tmp/enx-bench-swarm")
     ap.add_argument("--out", default="/tmp/enx-bench-swarm/results.json")
     main(ap.parse_args())

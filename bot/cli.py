@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         "--bw-delay-ms", metavar="MS", type=float, default=None, help="queue delay that alerts (400)"
     )
     serve.add_argument("--no-bw-detector", action="store_true", help="send no bandwidth alerts of its own")
+    serve.add_argument(
+        "--full-intake",
+        action="store_true",
+        help="run every received packet through aiortc's whole receive path, subscribed or not "
+        "(slower; for comparison: see bot/server/intake.py)",
+    )
     serve.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
@@ -282,6 +288,7 @@ def _serve_options(args: argparse.Namespace) -> dict[str, object]:
         "ice_servers": ice,
         "reconnect_grace_s": grace,
         "bandwidth": bandwidth,
+        "lean_intake": not args.full_intake,
     }
 
 

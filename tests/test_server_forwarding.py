@@ -459,3 +459,114 @@ async def test_metrics_are_scraped_over_http_and_move(
     async with RoomServer(APP_ID, APP_KEY, port=0) as other:
         assert (await _scrape(other))["enx_server_joins_total"] == 0
     assert room_server.registry.get_sample_value("enx_server_joins_total") == 2
+
+
+def _count_receiver_reports(pc: RTCPeerConnection) -> dict[int, list[int]]:
+    """Per SSRC of this publisher's senders, the highest sequence number of every RTCP
+    receiver report block the server sent it (instrumenting the test's own peer)."""
+    from aiortc.rtp import RtcpRrPacket
+
+    seen: dict[int, list[int]] = {}
+    for sender in pc.getSenders():
+        handle = sender._handle_rtcp_packet
+
+        async def counting(packet: Any, handle: Any = handle) -> None:
+            if isinstance(packet, RtcpRrPacket):
+                for report in packet.reports:
+                    seen.setdefault(report.ssrc, []).append(report.highest_sequence)
+            await handle(packet)
+
+        sender._handle_rtcp_packet = counting  # type: ignore[method-assign]
+    return seen
+
+
+async def test_a_kind_nobody_subscribes_to_is_counted_on_the_lean_intake(
+    room_server: RoomServer,
+    room: dict[str, Any],
+    raw_client: Connect,
+    peer: Peer,
+    readers: list[Received],
+) -> None:
+    room_id = room["room_id"]
+    alice = await _joined(room_server, room_id, raw_client, "alice")
+    bob = await _joined(room_server, room_id, raw_client, "bob")
+    publisher = peer()
+    stream_id = await _publish_synthetic(alice, publisher)
+    reports = _count_receiver_reports(publisher)
+    await bob.next("onAddStream")
+    await asyncio.sleep(1.0)
+
+    def sample() -> tuple[float, dict[str, Any]]:
+        return time.monotonic(), _stream_view(room_server, room_id, stream_id)
+
+    def rates(a: tuple[float, dict[str, Any]], b: tuple[float, dict[str, Any]], kind: str) -> tuple[float, float]:
+        span = b[0] - a[0]
+        got = [b[1]["received"][kind][k] - a[1]["received"][kind][k] for k in ("packets", "frames")]
+        return got[0] / span, got[1] / span
+
+    # nobody subscribes: every RTP packet is counted on the lean path, at the publisher's rates
+    t0 = sample()
+    rr0 = {ssrc: len(v) for ssrc, v in reports.items()}
+    await asyncio.sleep(2.0)
+    t1 = sample()
+    lean = t1[1]["lean_packets"] - t0[1]["lean_packets"]
+    packets = sum(t1[1]["received"][k]["packets"] - t0[1]["received"][k]["packets"] for k in ("audio", "video"))
+    print(f"\nlean: {lean} of {packets} packets; video {rates(t0, t1, 'video')}, audio {rates(t0, t1, 'audio')}")
+    assert packets > 100 and lean == packets
+    assert 0.85 * FPS <= rates(t0, t1, "video")[1] <= 1.15 * FPS
+    assert 45 <= rates(t0, t1, "audio")[0] <= 55 and rates(t0, t1, "audio")[1] == rates(t0, t1, "audio")[0]
+    # ...and aiortc's receiver reports went on, their highest sequence moving with the media
+    assert len(reports) == 2
+    for ssrc, highest in reports.items():
+        assert len(highest) - rr0.get(ssrc, 0) >= 1 and highest[-1] > highest[rr0.get(ssrc, 1) - 1], ssrc
+
+    # an audio-only subscriber: audio goes back to aiortc's path (and is forwarded), video stays lean
+    subscriber = peer()
+    received = Received()
+    readers.append(received)
+    subscriber.on("track", lambda track: received.tasks.append(asyncio.create_task(received.read(track))))
+    await bob.subscribe(subscriber, stream_id, video=False)
+    await _eventually(lambda: len(received.audio) > 10, 3, "bob's audio")
+    t2 = sample()
+    await asyncio.sleep(1.5)
+    t3 = sample()
+    lean = t3[1]["lean_packets"] - t2[1]["lean_packets"]
+    video = t3[1]["received"]["video"]["packets"] - t2[1]["received"]["video"]["packets"]
+    audio_forwarded = t3[1]["forwarded"]["audio"]["packets"] - t2[1]["forwarded"]["audio"]["packets"]
+    assert video > 0 and lean == video
+    assert audio_forwarded >= 40 * 1.5 * 0.85
+    assert abs(_tone_peak_hz(received.audio) - TONE_HZ) < 5
+    assert 0.85 * FPS <= rates(t2, t3, "video")[1] <= 1.15 * FPS
+
+    # unsubscribed: audio is lean again
+    assert await bob.ack("unsubscribe", {"streamId": stream_id}) == {"result": 0}
+    await asyncio.sleep(0.5)
+    t4 = sample()
+    await asyncio.sleep(1.0)
+    t5 = sample()
+    lean = t5[1]["lean_packets"] - t4[1]["lean_packets"]
+    packets = sum(t5[1]["received"][k]["packets"] - t4[1]["received"][k]["packets"] for k in ("audio", "video"))
+    assert packets > 50 and lean == packets
+
+
+async def test_the_full_intake_counts_the_same_without_the_lean_path(
+    raw_client: Connect, peer: Peer
+) -> None:
+    del raw_client  # the fixture's server is not this one
+    async with RoomServer(APP_ID, APP_KEY, port=0, lean_intake=False) as server:
+        room_id = server.create_room(name="full")["room_id"]
+        client = RawClient()
+        await client.connect(server.url)
+        try:
+            await client.join(server.mint_token(room_id, name="alice"))
+            stream_id = await _publish_synthetic(client, peer())
+            await asyncio.sleep(1.0)
+            t0 = time.monotonic(), _stream_view(server, room_id, stream_id)
+            await asyncio.sleep(2.0)
+            t1 = time.monotonic(), _stream_view(server, room_id, stream_id)
+        finally:
+            await client.close()
+    assert t1[1]["lean_packets"] is None
+    span = t1[0] - t0[0]
+    frames = (t1[1]["received"]["video"]["frames"] - t0[1]["received"]["video"]["frames"]) / span
+    assert 0.85 * FPS <= frames <= 1.15 * FPS

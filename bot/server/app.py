@@ -75,6 +75,7 @@ class RoomServer:
         bandwidth: BandwidthSettings | None = None,
         token_lifetime_s: int = 15 * 60,
         tap_encoded: bool = True,
+        lean_intake: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not app_id or not app_key:
@@ -90,7 +91,7 @@ class RoomServer:
         self.store = Store(data_dir)
         self.rooms = RoomRegistry(max_talkers, self.store)
         self.tokens = TokenBook(app_key, clock=clock, lifetime_s=token_lifetime_s, store=self.store)
-        self.media = MediaServer(tap_encoded=tap_encoded, bandwidth=bandwidth)
+        self.media = MediaServer(tap_encoded=tap_encoded, lean_intake=lean_intake, bandwidth=bandwidth)
         self.signalling = Signalling(
             rooms=self.rooms,
             tokens=self.tokens,
@@ -275,6 +276,7 @@ async def serve(
     ice_servers: Iterable[IceServer | dict[str, Any]] = (),
     reconnect_grace_s: float = RECONNECT_GRACE_S,
     bandwidth: BandwidthSettings | None = None,
+    lean_intake: bool = True,
 ) -> None:
     """Run a room server until cancelled (``enx-bot serve``); ``create_room`` names a room
     to create at start."""
@@ -287,6 +289,7 @@ async def serve(
         data_dir=data_dir,
         reconnect_grace_s=reconnect_grace_s,
         bandwidth=bandwidth,
+        lean_intake=lean_intake,
     ) as server:
         room_id = server.create_room(name=create_room)["room_id"] if create_room else None
         log.info(

@@ -73,6 +73,7 @@ from bot.proto import Answer, Candidate, ErrorCode, IceServer
 from .bandwidth import BandwidthSettings, PublishMonitor, RtpMeter, SubscribeMonitor, Verdict, WindowStats
 from .errors import MediaError
 from .forwarding import Forwarded, ForwardedStream
+from .intake import Route, RtpIntake, leanable
 
 log = structlog.get_logger(__name__)
 
@@ -154,6 +155,13 @@ class _FrameTap:
             self._sink(frame.data, frame.timestamp)
         return pli, None
 
+    def restart(self) -> None:
+        """Start over with an empty buffer of the same shape (after a lean run: the packets
+        that went past it must not read as a gap)."""
+        inner = self._inner
+        prefetch, video = getattr(inner, "_prefetch", 0), getattr(inner, "_is_video", False)
+        self._inner = type(inner)(capacity=inner.capacity, prefetch=prefetch, is_video=video)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
@@ -204,9 +212,15 @@ def _forward_from(
     return tap
 
 
-def _count_receiver(receiver: RTCRtpReceiver, received: Received, meter: RtpMeter | None = None) -> None:
+def _count_receiver(
+    receiver: RTCRtpReceiver,
+    received: Received,
+    meter: RtpMeter | None = None,
+    learn: Callable[[int], None] | None = None,
+) -> None:
     """Count packets and payload bytes on this one receiver; feed ``meter`` every RTP packet
-    and the sender's RTCP sender reports."""
+    and the sender's RTCP sender reports; tell ``learn`` each packet's SSRC (the lean intake
+    learns its routes from aiortc's)."""
     handle_rtp = getattr(receiver, "_handle_rtp_packet", None)
     if handle_rtp is not None:
 
@@ -217,6 +231,8 @@ def _count_receiver(receiver: RTCRtpReceiver, received: Received, meter: RtpMete
             if meter is not None:
                 meter.on_rtp(packet.ssrc, packet.sequence_number, packet.timestamp, arrival_time_ms, size)
             await handle_rtp(packet, arrival_time_ms=arrival_time_ms)
+            if learn is not None:
+                learn(packet.ssrc)
 
         receiver._handle_rtp_packet = counting  # type: ignore[method-assign]
     handle_rtcp = getattr(receiver, "_handle_rtcp_packet", None)
@@ -238,6 +254,10 @@ def _discard(data: bytes, timestamp: int) -> None:
     pass
 
 
+def _never() -> bool:
+    return False
+
+
 ForwardMode = Literal["packets", "decoded"]
 
 
@@ -257,12 +277,13 @@ class PacketForwarder:
 
     def add_source(
         self, kind: MediaKind, receiver: RTCRtpReceiver, received: Received, request: Callable[[int], None]
-    ) -> None:
-        """Tap ``receiver`` (before it starts); ``request(ssrc)`` sends the publisher a PLI."""
+    ) -> tuple[_FrameTap, Callable[[], bool]]:
+        """Tap ``receiver`` (before it starts); ``request(ssrc)`` sends the publisher a PLI.
+        Returns the tap and whether that receiver's frames have a subscriber now."""
         if kind in self.streams:  # a second m-line of a kind: counted, never forwarded nor decoded
-            _forward_from(receiver, received, _discard)
+            tap = _forward_from(receiver, received, _discard)
             self._probes.append(getattr(receiver, _DECODER_QUEUE))
-            return
+            return tap, _never
         taps: list[_FrameTap] = []
 
         def ask() -> None:
@@ -273,6 +294,7 @@ class PacketForwarder:
         taps.append(_forward_from(receiver, received, stream.push))
         self._probes.append(getattr(receiver, _DECODER_QUEUE))
         self.streams[kind] = stream
+        return taps[0], lambda: stream.subscribers > 0
 
     def attach(self, kind: str) -> MediaStreamTrack | None:
         stream = self.streams.get(kind)
@@ -494,11 +516,14 @@ class PublishLeg(_Leg):
         configuration: RTCConfiguration,
         *,
         tap_encoded: bool = True,
+        lean_intake: bool = True,
         bandwidth: BandwidthSettings | None = None,
         on_forward: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__(stream_id, configuration)
         self.received: dict[str, Received] = {k: Received() for k in KINDS}
+        self.intake: RtpIntake | None = RtpIntake() if lean_intake else None
+        """Counts what nobody subscribes to without aiortc's receive path (:mod:`.intake`)."""
         self.forwarder: PacketForwarder | DecodingForwarder = (
             PacketForwarder(on_forward) if tap_encoded else DecodingForwarder()
         )
@@ -510,6 +535,10 @@ class PublishLeg(_Leg):
 
     def _on_connected(self) -> None:
         self.monitor.detector.reset(time.monotonic())
+        if self.intake is not None and isinstance(self.forwarder, PacketForwarder):
+            receivers = [t.receiver for t in self.pc.getTransceivers()]
+            if not (receivers and self.intake.install(receivers[0])):
+                self.intake = None
 
     async def accept_offer(self, sdp: str) -> None:
         def prepare(kinds: list[str]) -> None:
@@ -522,14 +551,24 @@ class PublishLeg(_Leg):
             tappable = all(_tappable(t.receiver) for t in transceivers)
             if isinstance(forwarder, PacketForwarder) and not tappable:
                 forwarder = self.forwarder = DecodingForwarder()
+            intake = self.intake
+            if intake is not None and not (
+                isinstance(forwarder, PacketForwarder) and all(leanable(t.receiver) for t in transceivers)
+            ):
+                intake = self.intake = None
             for transceiver in transceivers:
                 kind = _kind(transceiver.kind)
                 receiver = transceiver.receiver
-                _count_receiver(receiver, self.received[kind], self.monitor.meters[kind])
+                meter = self.monitor.meters[kind]
+                learn = None
                 if isinstance(forwarder, PacketForwarder):
-                    forwarder.add_source(
+                    tap, subscribed = forwarder.add_source(
                         kind, receiver, self.received[kind], functools.partial(self._send_pli, receiver)
                     )
+                    if intake is not None:
+                        route = Route(kind, receiver, self.received[kind], meter, subscribed, tap.restart)
+                        learn = functools.partial(intake.learn, route=route)
+                _count_receiver(receiver, self.received[kind], meter, learn)
 
         await self._apply_offer(sdp, prepare)
         forwarder = self.forwarder
@@ -590,6 +629,8 @@ class PublishLeg(_Leg):
         return self.forwarder.forwarded_json()
 
     async def aclose(self) -> None:
+        if self.intake is not None:
+            self.intake.uninstall()
         self.forwarder.close()
         await super().aclose()
         tasks = [*self._counters, *self._rtcp_tasks]
@@ -759,10 +800,12 @@ class MediaServer:
         *,
         ice_servers: Iterable[IceServer] = (),
         tap_encoded: bool = True,
+        lean_intake: bool = True,
         bandwidth: BandwidthSettings | None = None,
     ) -> None:
         self._ice_servers = tuple(ice_servers)
         self._tap_encoded = tap_encoded
+        self._lean_intake = lean_intake
         self.bandwidth = bandwidth or BandwidthSettings()
         self.forwarded = Forwarded()
         """Everything forwarded by this server, closed legs included (for the metrics)."""
@@ -786,6 +829,7 @@ class MediaServer:
             stream_id,
             self._configuration(),
             tap_encoded=self._tap_encoded,
+            lean_intake=self._lean_intake,
             bandwidth=self.bandwidth,
             on_forward=self._on_forward,
         )
@@ -827,7 +871,9 @@ class MediaServer:
         """The room view's forwarding fields of one stream: ``forwarded`` per kind (all of
         its subscribers, closed legs included), ``subscribers`` (connected subscribe legs),
         ``decoded_frames`` (0 on the forwarding path), ``forwarding`` (``packets`` or the
-        ``decoded`` fallback) and ``keyframe_requests`` (PLIs sent to the publisher)."""
+        ``decoded`` fallback), ``keyframe_requests`` (PLIs sent to the publisher) and
+        ``lean_packets`` (RTP counted by the lean intake, :mod:`.intake`; ``null`` where it is
+        off)."""
         leg = self._publish.get((room_id, stream_id))
         if leg is None:
             return {
@@ -836,6 +882,7 @@ class MediaServer:
                 "decoded_frames": 0,
                 "forwarding": None,
                 "keyframe_requests": 0,
+                "lean_packets": None,
             }
         subscribers = sum(1 for s in self._subscribe.values() if s.source is leg and s.state == "connected")
         return {
@@ -844,6 +891,7 @@ class MediaServer:
             "decoded_frames": leg.decoded_frames,
             "forwarding": leg.forwarder.mode,
             "keyframe_requests": leg.keyframe_requests_sent,
+            "lean_packets": None if leg.intake is None else leg.intake.lean_packets,
         }
 
     # ------------------------------------------------------------------ subscribe legs

@@ -1,0 +1,209 @@
+"""The lean intake: RTP that nobody subscribes to is counted where it arrives, not reassembled.
+
+A publish leg's packets normally climb aiortc's whole receive path: aioice queues each
+datagram for the DTLS transport's task, which unprotects it, parses every header extension,
+routes it to its receiver, which feeds a bitrate estimator (REMB), a NACK generator and a
+jitter buffer that reassembles frames. The server needs that only to forward frames to
+subscribers. A load test's publishers mostly have none, and then that path costs the server
+more than the bots cost themselves (BENCHMARKS.md: about 0.7% of a core per received stream).
+
+:class:`RtpIntake` sits in front of the queue, on the ICE connection of one publish leg
+(``Connection.data_received``, replaced on that instance only). An SRTP packet whose SSRC
+(clear text in the SRTP header) belongs to a kind with no subscriber is unprotected, its fixed
+header read, and counted right there: packets, payload bytes, complete frames (video: a run of
+consecutive sequence numbers ending with the marker bit; audio: every packet), the bandwidth
+meter, and aiortc's own per-SSRC statistics, so its RTCP receiver reports (loss, jitter,
+highest sequence) go on unchanged. Everything else (DTLS, STUN, RTCP, RTX, unknown SSRCs, any
+kind with a subscriber) goes to aiortc as before.
+
+What the lean path does not do, for a kind nobody receives: NACKs (there is nobody to repair
+frames for), PLIs, and REMB feedback (a publisher encoding on its own keeps its bitrate; shared
+media ignores REMB anyway). When the first subscriber attaches, the kind goes back to aiortc's
+path with a fresh NACK generator and jitter buffer, and the forwarding asks for a keyframe.
+
+SSRCs are learned from aiortc's path (the first packets of each kind take it), so routing stays
+aiortc's. The private attributes touched are checked by :func:`leanable` before anything is
+replaced; an aiortc without them simply keeps its own path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pylibsrtp
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtp import is_rtcp
+
+from bot.server.bandwidth import RtpMeter
+
+_NTP_OFFSET_S = 2_208_988_800
+"""Seconds from 1900 to 1970: arrival times in aiortc's clock (``clock.current_ms``, ms since
+the NTP epoch), so a meter fed by both paths sees one time line."""
+
+_NACK = "_RTCRtpReceiver__nack_generator"
+_JITTER = "_RTCRtpReceiver__jitter_buffer"
+_STREAMS = "_RTCRtpReceiver__remote_streams"
+_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+
+
+def _ice_connection(receiver: RTCRtpReceiver) -> Any:
+    return getattr(getattr(receiver.transport, "transport", None), "_connection", None)
+
+
+def leanable(receiver: RTCRtpReceiver) -> bool:
+    """Whether this aiortc has what :class:`RtpIntake` reads and replaces."""
+    connection = _ice_connection(receiver)
+    nack = getattr(receiver, _NACK, None)
+    return (
+        callable(getattr(connection, "data_received", None))
+        and hasattr(receiver.transport, "_rx_srtp")
+        and isinstance(getattr(receiver, _STREAMS, None), dict)
+        and isinstance(getattr(receiver, _RTX_SSRC, None), dict)
+        and (nack is None or (hasattr(nack, "max_seq") and isinstance(getattr(nack, "missing", None), set)))
+        and hasattr(getattr(receiver, _JITTER, None), "add")
+    )
+
+
+class _Position:
+    """What aiortc's ``StreamStatistics.add`` reads of a packet."""
+
+    __slots__ = ("sequence_number", "timestamp")
+
+    def __init__(self) -> None:
+        self.sequence_number = 0
+        self.timestamp = 0
+
+
+class Route:
+    """One received kind of one publish leg: its counters, meter and receiver."""
+
+    def __init__(
+        self,
+        kind: str,
+        receiver: RTCRtpReceiver,
+        received: Any,
+        meter: RtpMeter | None,
+        subscribed: Callable[[], bool],
+        restart: Callable[[], None] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.receiver = receiver
+        self.received = received
+        self.meter = meter
+        self.subscribed = subscribed
+        self._restart = restart
+        self._video = kind == "video"
+        self._next_seq: int | None = None
+        self._frame_whole = False
+        self._position = _Position()
+        self._stats: dict[int, Any] = getattr(receiver, _STREAMS)
+        self.lean = False
+        """Whether the last packet took the lean path (for the switch back to aiortc's)."""
+
+    def take(self, ssrc: int, plain: bytes, arrival_ms: int) -> None:
+        """Count one unprotected RTP packet (a lean one)."""
+        first = plain[0]
+        header = 12 + 4 * (first & 0x0F)
+        if first & 0x10:
+            if len(plain) < header + 4:
+                return
+            header += 4 + 4 * int.from_bytes(plain[header + 2 : header + 4])
+        size = len(plain) - header - (plain[-1] if first & 0x20 else 0)
+        if size < 0:
+            return
+        seq = int.from_bytes(plain[2:4])
+        timestamp = int.from_bytes(plain[4:8])
+        received = self.received
+        received.packets += 1
+        received.bytes += size
+        if self._video:
+            if seq != self._next_seq:
+                self._frame_whole = False
+            if plain[1] & 0x80:
+                if self._frame_whole:
+                    received.frames += 1
+                self._frame_whole = True  # the next packet starts a frame
+            self._next_seq = (seq + 1) & 0xFFFF
+        else:
+            received.frames += 1
+        if self.meter is not None:
+            self.meter.on_rtp(ssrc, seq, timestamp, arrival_ms, size)
+        stats = self._stats.get(ssrc)
+        if stats is not None:
+            position = self._position
+            position.sequence_number = seq
+            position.timestamp = timestamp
+            stats.add(position)
+
+    def resume(self) -> None:
+        """Back to aiortc's path: forget the sequence state it kept from before the lean run,
+        so the gap is neither NACKed nor held in the jitter buffer."""
+        self.lean = False
+        self._next_seq = None
+        self._frame_whole = False
+        nack = getattr(self.receiver, _NACK)
+        if nack is not None:  # video only
+            nack.max_seq = None
+            nack.missing.clear()
+        if self._restart is not None:
+            self._restart()
+
+
+class RtpIntake:
+    """The lean path of one publish leg (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[int, Route] = {}
+        self.lean_packets = 0
+        """Packets counted on the lean path (the room view shows it)."""
+        self._installed: list[tuple[Any, Callable[[bytes, int], None]]] = []
+        self._srtp: Any = None
+
+    def learn(self, ssrc: int, route: Route) -> None:
+        """A primary (not RTX) SSRC seen on aiortc's path, and the kind it carries."""
+        if ssrc not in self.routes and ssrc not in getattr(route.receiver, _RTX_SSRC):
+            self.routes[ssrc] = route
+
+    def install(self, receiver: RTCRtpReceiver) -> bool:
+        """Start taking packets from the ICE connection under ``receiver`` (once per leg)."""
+        if self._installed or not leanable(receiver):
+            return False
+        dtls = receiver.transport
+        connection = _ice_connection(receiver)
+        inner = connection.data_received
+
+        def data_received(data: bytes, component: int) -> None:
+            if not self._take(dtls, data):
+                inner(data, component)
+
+        connection.data_received = data_received
+        self._installed.append((connection, inner))
+        return True
+
+    def _take(self, dtls: Any, data: bytes) -> bool:
+        if len(data) < 12 or not 127 < data[0] < 192 or is_rtcp(data):
+            return False
+        ssrc = int.from_bytes(data[8:12])
+        route = self.routes.get(ssrc)
+        srtp = dtls._rx_srtp
+        if route is None or srtp is None:
+            return False
+        if route.subscribed():
+            if route.lean:
+                route.resume()
+            return False
+        route.lean = True
+        try:
+            plain = srtp.unprotect(data)
+        except pylibsrtp.Error:
+            return True  # what aiortc does too: dropped (replayed or forged)
+        self.lean_packets += 1
+        route.take(ssrc, plain, int((time.time() + _NTP_OFFSET_S) * 1000))
+        return True
+
+    def uninstall(self) -> None:
+        for connection, inner in self._installed:
+            connection.data_received = inner
+        self._installed.clear()
