@@ -160,7 +160,8 @@ class Server:
     async def __aenter__(self) -> Server:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "serve", "--port", str(self.port),
-            "--app-id", APP_ID, "--app-key", APP_KEY, "--log-format", "json", "--log-level", "warning", *self.extra,
+            "--app-id", APP_ID, "--app-key", APP_KEY, "--log-format", "json", "--log-level", "warning",
+            *self.extra,
             cwd=ROOT, env={**os.environ, "ENX_DATA_DIR": ":memory:"},
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip

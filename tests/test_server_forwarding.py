@@ -499,7 +499,9 @@ async def test_a_kind_nobody_subscribes_to_is_counted_on_the_lean_intake(
     def sample() -> tuple[float, dict[str, Any]]:
         return time.monotonic(), _stream_view(room_server, room_id, stream_id)
 
-    def rates(a: tuple[float, dict[str, Any]], b: tuple[float, dict[str, Any]], kind: str) -> tuple[float, float]:
+    def rates(
+        a: tuple[float, dict[str, Any]], b: tuple[float, dict[str, Any]], kind: str
+    ) -> tuple[float, float]:
         span = b[0] - a[0]
         got = [b[1]["received"][kind][k] - a[1]["received"][kind][k] for k in ("packets", "frames")]
         return got[0] / span, got[1] / span
@@ -510,8 +512,12 @@ async def test_a_kind_nobody_subscribes_to_is_counted_on_the_lean_intake(
     await asyncio.sleep(2.0)
     t1 = sample()
     lean = t1[1]["lean_packets"] - t0[1]["lean_packets"]
-    packets = sum(t1[1]["received"][k]["packets"] - t0[1]["received"][k]["packets"] for k in ("audio", "video"))
-    print(f"\nlean: {lean} of {packets} packets; video {rates(t0, t1, 'video')}, audio {rates(t0, t1, 'audio')}")
+    packets = sum(
+        t1[1]["received"][k]["packets"] - t0[1]["received"][k]["packets"] for k in ("audio", "video")
+    )
+    print(
+        f"\nlean: {lean} of {packets} packets; video {rates(t0, t1, 'video')}, audio {rates(t0, t1, 'audio')}"
+    )
     assert packets > 100 and lean == packets
     assert 0.85 * FPS <= rates(t0, t1, "video")[1] <= 1.15 * FPS
     assert 45 <= rates(t0, t1, "audio")[0] <= 55 and rates(t0, t1, "audio")[1] == rates(t0, t1, "audio")[0]
@@ -545,13 +551,13 @@ async def test_a_kind_nobody_subscribes_to_is_counted_on_the_lean_intake(
     await asyncio.sleep(1.0)
     t5 = sample()
     lean = t5[1]["lean_packets"] - t4[1]["lean_packets"]
-    packets = sum(t5[1]["received"][k]["packets"] - t4[1]["received"][k]["packets"] for k in ("audio", "video"))
+    packets = sum(
+        t5[1]["received"][k]["packets"] - t4[1]["received"][k]["packets"] for k in ("audio", "video")
+    )
     assert packets > 50 and lean == packets
 
 
-async def test_the_full_intake_counts_the_same_without_the_lean_path(
-    raw_client: Connect, peer: Peer
-) -> None:
+async def test_the_full_intake_counts_the_same_without_the_lean_path(raw_client: Connect, peer: Peer) -> None:
     del raw_client  # the fixture's server is not this one
     async with RoomServer(APP_ID, APP_KEY, port=0, lean_intake=False) as server:
         room_id = server.create_room(name="full")["room_id"]
