@@ -201,10 +201,17 @@ async def test_shared_media_publishers_and_a_subscribers_keyframes(
         for stream_id in streams:
             counts = [c for c in (read_frame_counter(f) for f in decoded[stream_id]) if c is not None]
             assert len(counts) >= 10 and all(y > x for x, y in itertools.pairwise(counts)), counts
+        # both publishers sent on the direct path: the encoder handed packets to their senders
+        for rtc in publishers:
+            assert rtc._publication is not None
+            direct = rtc._publication.leg.direct
+            assert set(direct) == {"audio", "video"} and all(
+                d is not None and d.packets_sent for d in direct.values()
+            )
         await sub.disconnect()
         for rtc in publishers:
             await rtc.disconnect()
-        assert encoder.subscribers == 2  # tracks passed in are the caller's to stop
+        assert encoder.subscribers == 0  # the direct senders left with their legs
         for track in tracks:
-            track.stop()
+            track.stop()  # the caller's to stop; they never queued a packet
         assert encoder.subscribers == 0

@@ -428,7 +428,7 @@ class ClipStream(PacketStream):
         self._owner = owner
         self._time_base = fractions.Fraction(1, clip.clock_rate)
 
-    def _on_subscribe(self, track: PacketTrack) -> None:
+    def _on_subscribe(self, kind: Kind) -> None:
         pass  # keyframes are where the file has them: a new subscriber waits for the next
 
     def _on_idle(self) -> None:

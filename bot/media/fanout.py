@@ -20,6 +20,12 @@ transceiver (``RTCRtpTransceiver.setCodecPreferences``), or it sends VP8 bytes a
 Packets are shared, not copied: every subscriber gets the same ``av.Packet`` object, which
 aiortc only reads. Subscribers are held weakly, so a track dropped without ``stop()`` does not
 keep a source running.
+
+**Direct sinks.** A track costs its consumer a task wake-up, a queue and aiortc's per-packet
+sender loop for every packet. A :class:`PacketSink` (``bot.rtc`` has one that writes RTP
+straight to a sender's transport) is instead handed each packet synchronously, in the
+producing task, right after it is made: :meth:`PacketStream.attach` / :meth:`~PacketStream.detach`.
+A sink has no queue, so it never falls behind; it must not block.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import logging
 import time
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self, TypeAlias
+from typing import TYPE_CHECKING, Literal, Protocol, Self, TypeAlias
 
 import av
 import av.stream
@@ -50,6 +56,16 @@ else:
 
 DEFAULT_QUEUE_SECONDS = 1.0
 """How far a subscriber may fall behind before it drops packets."""
+
+
+class PacketSink(Protocol):
+    """Takes every packet of a stream as it is produced (see "Direct sinks" above)."""
+
+    kind: Kind
+
+    def deliver(self, packet: Packet, keyframe: bool) -> None:
+        """One packet, in the producing task; must return at once."""
+        ...
 
 
 class QueuedPacketTrack(MediaStreamTrack):
@@ -238,6 +254,7 @@ class PacketStream:
         self.error: MediaError | None = None
         """The last failure of the producing task, if any."""
         self._subscribers: weakref.WeakSet[PacketTrack] = weakref.WeakSet()
+        self._sinks: list[PacketSink] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -249,8 +266,21 @@ class PacketStream:
 
     @property
     def subscribers(self) -> int:
-        """How many tracks are subscribed now."""
-        return len(self._subscribers)
+        """How many tracks and sinks are subscribed now."""
+        return len(self._subscribers) + len(self._sinks)
+
+    def attach(self, sink: PacketSink) -> None:
+        """Hand every packet from now on to ``sink`` (starting the producing task if needed)."""
+        if self._closed:
+            raise MediaError(f"{self.name} is closed: attach sinks before closing it")
+        if sink not in self._sinks:
+            self._sinks.append(sink)
+            self._started(self.kind)
+
+    def detach(self, sink: PacketSink) -> None:
+        """Stop handing packets to ``sink``. Idempotent."""
+        with contextlib.suppress(ValueError):
+            self._sinks.remove(sink)
 
     @property
     def running(self) -> bool:
@@ -291,23 +321,27 @@ class PacketStream:
         raise NotImplementedError
 
     def _has_subscribers(self) -> bool:
-        return bool(self._subscribers)
+        return bool(self._subscribers) or bool(self._sinks)
 
     def _publish(self, packet: Packet, keyframe: bool) -> None:
         """Hand one packet to every subscriber."""
         self.packets_published += 1
         for track in self._subscribers:
             track._push(packet, keyframe)
+        for sink in self._sinks:
+            sink.deliver(packet, keyframe)
 
     def _end_subscribers(self) -> None:
-        """The stream has ended (a file played once): end every current subscriber."""
+        """The stream has ended (a file played once): end every current subscriber (a sink
+        just stops getting packets)."""
         for track in list(self._subscribers):
             track._end()
         self._subscribers.clear()
+        self._sinks.clear()
 
-    def _on_subscribe(self, track: PacketTrack) -> None:
-        """Hook: a track has just subscribed."""
-        if track.kind == "video":
+    def _on_subscribe(self, kind: Kind) -> None:
+        """Hook: a track or sink has just subscribed."""
+        if kind == "video":
             self.request_keyframe()
 
     def _on_idle(self) -> None:
@@ -320,7 +354,10 @@ class PacketStream:
             track._end()
             return
         self._subscribers.add(track)
-        self._on_subscribe(track)
+        self._started(self.kind)
+
+    def _started(self, kind: Kind) -> None:
+        self._on_subscribe(kind)
         if self._task is None:
             self.runs += 1
             self._task = asyncio.get_running_loop().create_task(self._main(), name=self.name)

@@ -263,7 +263,7 @@ class ToneAudioEncoder(SharedEncoder):
         self.bitrate = bitrate
         self._codec: av.AudioCodecContext | None = None
 
-    def _on_subscribe(self, track: PacketTrack) -> None:
+    def _on_subscribe(self, kind: Kind) -> None:
         pass  # every packet is a fresh start
 
     def _open(self) -> None:

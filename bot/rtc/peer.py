@@ -13,6 +13,8 @@ release renames it:
 - the VP8 encoder whose bitrate a room may cap (``RTCRtpSender.__encoder``);
 - a publish sender's keyframe hook (``RTCRtpSender._send_keyframe``, called on PLI/FIR), so a
   pre-encoded source (``bot.media.PacketTrack``) hears the media server's keyframe requests;
+- a shared source's senders, which :mod:`.direct` feeds without aiortc's per-packet task
+  (``RTCRtpSender._run_rtp`` and ``_retransmit``, the selected pair's UDP transport);
 - a subscribe receiver's decoder queue (``RTCRtpReceiver.__decoder_queue``), its RTP entry point
   (``_handle_rtp_packet``) and its PLI (``_send_rtcp_pli``): see :class:`SubscribeLeg`.
 
@@ -48,10 +50,13 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from bot.media.bitstream import is_keyframe
+from bot.media.fanout import PacketStream
 from bot.media.sinks import EncodedSink
 from bot.proto import Candidate, IceServer
 from bot.proto.events import MediaKind
 
+from . import direct as direct_send
+from .direct import DirectSender
 from .errors import MediaError
 from .stats import CLOCK_RATES, DEFAULT_WINDOW_S, RateWindow, ReceiveSample, SendSample
 
@@ -144,17 +149,22 @@ class _Gate(MediaStreamTrack):
             self.source.request_keyframe()  # type: ignore[attr-defined]
         self._open = value
 
+    def admit(self, keyframe: bool) -> bool:
+        """Whether a frame (a packet: ``keyframe`` says if it is one) goes out now."""
+        if not self._open:
+            return False
+        if self._need_keyframe:
+            if not keyframe:
+                self.skipped += 1
+                return False
+            self._need_keyframe = False
+        return True
+
     async def recv(self) -> Any:
         while True:
             frame = await self.source.recv()
-            if not self._open:
-                continue
-            if self._need_keyframe:
-                if not getattr(frame, "is_keyframe", True):
-                    self.skipped += 1
-                    continue
-                self._need_keyframe = False
-            return frame
+            if self.admit(getattr(frame, "is_keyframe", True)):
+                return frame
 
 
 FLOOR_BITRATE_BPS = 50_000
@@ -397,6 +407,8 @@ class PublishLeg(_Leg):
         }
         self._packet_mime: dict[MediaKind, str] = {}
         self._senders: dict[MediaKind, RTCRtpSender] = {}
+        self.direct: dict[MediaKind, DirectSender | None] = {}
+        """Per packet kind, once sending: its direct sender, or None on aiortc's path."""
         for kind, gate in self._gates.items():
             mime = packet_mime_type(gate.source)
             transceiver = self._pc.addTransceiver(gate, direction="sendonly")
@@ -405,6 +417,7 @@ class PublishLeg(_Leg):
             if mime is not None:
                 self._packet_mime[kind] = mime
                 self._forward_keyframe_requests(transceiver.sender, gate.source)
+                self._send_directly(kind, transceiver.sender, gate)
         self._encoder: _CappedVp8Encoder | None = None
         self._cap_bps: int | None = None
         # liveness: per kind, when it last started sending and how many packets it had sent
@@ -418,6 +431,19 @@ class PublishLeg(_Leg):
     @property
     def kinds(self) -> tuple[MediaKind, ...]:
         return tuple(self._senders)
+
+    def _send_directly(self, kind: MediaKind, sender: RTCRtpSender, gate: _Gate) -> None:
+        """Shared packets go from the stream to the wire without a task per bot
+        (:mod:`.direct`); aiortc's own path where that cannot be (a TURN relay)."""
+        stream = getattr(gate.source, "stream", None)
+        if not isinstance(stream, PacketStream):
+            return
+
+        def taken(direct: DirectSender | None) -> None:
+            self.direct[kind] = direct
+
+        if not direct_send.install(sender, stream, gate.admit, taken):
+            self._log.debug("direct_send_unavailable", kind=kind)
 
     def sends_packets(self, kind: MediaKind) -> bool:
         """Whether ``kind`` comes from a pre-encoded packet source."""

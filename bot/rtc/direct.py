@@ -1,0 +1,277 @@
+"""Shared packets straight onto the wire: the send path of a publish leg whose media is shared.
+
+With shared media a bot does not encode; aiortc's ``RTCRtpSender`` still runs one task per
+sender that wakes for every packet, reads it from a queue, packetizes it (a VP8 payload
+descriptor per bot), builds an ``RtpPacket`` object, serializes its header extensions, stamps
+the NTP clock twice, and awaits four coroutine layers down to ``sendto``. For a swarm that is
+most of what a bot costs.
+
+:class:`DirectSender` is a :class:`bot.media.PacketSink`: the shared stream hands it every
+packet in the producing task, and it writes the RTP at once: the payloads come from one
+packetization per packet for all bots (:class:`_Packed`), the header from ``struct`` with the
+extension bytes laid out once per sender by aiortc's own ``HeaderExtensionsMap`` (only the
+three abs-send-time bytes change), then the sender's SRTP session and the selected ICE pair's
+UDP socket. It keeps what the rest of aiortc reads from the sender up to date: packet and
+octet counts (``getStats``: ``outbound-rtp``, and the RTCP sender reports aiortc still sends
+from its own task), the last RTP/NTP timestamps (sender reports), and a history of the last
+128 packets for retransmissions on NACK (``_retransmit`` is replaced on the instance).
+
+:func:`install` replaces ``_run_rtp`` on one sender instance only (the embedded server and
+other bots in the process keep aiortc's path). The replacement takes the direct path when the
+selected pair is a plain UDP one; through a TURN relay (``forceTurn``) or with an aiortc whose
+internals differ, it runs aiortc's own ``_run_rtp``. Muting and the audio-only fallback go
+through the leg's gate (``admit``); a video sender starts at a keyframe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import pylibsrtp
+from aioice.ice import StunProtocol
+from aiortc import RTCRtpSender
+from aiortc.clock import current_ntp_time
+from aiortc.codecs import get_encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpsender import random_sequence_number
+from aiortc.rtp import HeaderExtensions, RtpPacket, wrap_rtx
+from aiortc.utils import random32
+
+from bot.media.fanout import Packet, PacketStream
+
+_HEADER = struct.Struct("!BBHII")
+_HISTORY = 128  # aiortc's RTP_HISTORY_SIZE
+_SENTINEL = b"\xab\xcd\xef"  # where the abs-send-time bytes go in the extension template
+_P = "_RTCRtpSender__"
+_NTP, _RTP_TS = f"{_P}ntp_timestamp", f"{_P}rtp_timestamp"
+_OCTETS, _PACKETS = f"{_P}octet_count", f"{_P}packet_count"
+_SENDER_ATTRS = (
+    f"{_P}rtp_started",
+    f"{_P}rtp_exited",
+    f"{_P}mid",
+    f"{_P}rtp_header_extensions_map",
+    f"{_P}rtx_payload_type",
+    f"{_P}rtx_sequence_number",
+    f"{_P}track",
+    _NTP,
+    _RTP_TS,
+    _OCTETS,
+    _PACKETS,
+)
+
+
+def _ice_connection(sender: RTCRtpSender) -> Any:
+    return getattr(sender.transport.transport, "_connection", None)
+
+
+def eligible(sender: RTCRtpSender) -> bool:
+    """Whether this aiortc's sender has everything :class:`DirectSender` reads and writes."""
+    state = vars(sender)
+    return (
+        all(name in state for name in _SENDER_ATTRS)
+        and isinstance(state[f"{_P}rtp_started"], asyncio.Event)
+        and isinstance(state[f"{_P}rtp_exited"], asyncio.Event)
+        and callable(getattr(state[f"{_P}rtp_header_extensions_map"], "set", None))
+        and callable(getattr(sender, "_retransmit", None))
+        and hasattr(sender.transport, "_tx_srtp")
+        and isinstance(getattr(_ice_connection(sender), "_nominated", None), dict)
+    )
+
+
+def _udp_link(sender: RTCRtpSender) -> tuple[Any, Callable[[bytes, Any], None], Any] | None:
+    """(SRTP session, sendto, address) of the selected pair, if it is plain UDP."""
+    dtls = sender.transport
+    srtp = getattr(dtls, "_tx_srtp", None)
+    pair = _ice_connection(sender)._nominated.get(1)
+    if srtp is None or pair is None or type(pair.protocol) is not StunProtocol:
+        return None
+    udp = getattr(pair.protocol, "transport", None)
+    sendto = getattr(udp, "sendto", None)
+    if not callable(sendto):
+        return None
+    return srtp, sendto, pair.remote_addr
+
+
+class _Packed:
+    """One stream's packets, packetized once for every sender of one codec."""
+
+    __slots__ = ("_encoder", "abs_send_time", "ntp", "packet", "payloads", "timestamp")
+
+    def __init__(self, codec: RTCRtpCodecParameters) -> None:
+        self._encoder = get_encoder(codec)
+        self.packet: Packet | None = None
+        self.payloads: list[bytes] = []
+        self.timestamp = 0
+        self.ntp = 0
+        self.abs_send_time = b"\x00\x00\x00"
+
+    def pack(self, packet: Packet) -> _Packed:
+        if packet is not self.packet:
+            self.payloads, self.timestamp = self._encoder.pack(packet)
+            self.ntp = current_ntp_time()
+            self.abs_send_time = ((self.ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
+            self.packet = packet
+        return self
+
+
+_packers: weakref.WeakKeyDictionary[PacketStream, dict[str, _Packed]] = weakref.WeakKeyDictionary()
+
+
+def _packed(stream: PacketStream, codec: RTCRtpCodecParameters) -> _Packed:
+    by_codec = _packers.setdefault(stream, {})
+    key = codec.mimeType.lower()
+    if key not in by_codec:
+        by_codec[key] = _Packed(codec)
+    return by_codec[key]
+
+
+class DirectSender:
+    """Writes one sender's RTP for each packet of its shared stream (see the module docstring)."""
+
+    def __init__(
+        self,
+        sender: RTCRtpSender,
+        stream: PacketStream,
+        codec: RTCRtpCodecParameters,
+        link: tuple[Any, Callable[[bytes, Any], None], Any],
+        admit: Callable[[bool], bool],
+    ) -> None:
+        self.kind = stream.kind
+        self._sender = sender
+        self._state = vars(sender)
+        self._dtls = sender.transport
+        self._srtp, self._sendto, self._addr = link
+        self._admit = admit
+        self._packed = _packed(stream, codec)
+        self._pt: int = codec.payloadType or 0
+        self._ssrc = sender._ssrc
+        self._seq = random_sequence_number()
+        self._origin = random32()
+        self._mid: str | None = self._state[f"{_P}mid"]
+        self._map = self._state[f"{_P}rtp_header_extensions_map"]
+        template = HeaderExtensions()
+        template.mid = self._mid
+        template.abs_send_time = int.from_bytes(_SENTINEL, "big")
+        profile, value = self._map.set(template)
+        self._first = 0x90 if value else 0x80  # version 2, extension bit
+        head = struct.pack("!HH", profile, len(value) >> 2) if value else b""
+        at = value.find(_SENTINEL)
+        self._abs = at >= 0
+        self._ext_head = head + (value[:at] if self._abs else value)
+        self._ext_tail = value[at + 3 :] if self._abs else b""
+        self._history: list[tuple[int, int, int, bytes] | None] = [None] * _HISTORY
+        self._awaiting_keyframe = self.kind == "video"
+        self.packets_sent = 0
+        self.error: BaseException | None = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def deliver(self, packet: Packet, keyframe: bool) -> None:
+        if self.done.done() or not self._admit(keyframe) or not self._sender._enabled:
+            return
+        if self._awaiting_keyframe:
+            if not keyframe:
+                return
+            self._awaiting_keyframe = False
+        if self._dtls.state != "connected":
+            self._finish()
+            return
+        packed = self._packed.pack(packet)
+        timestamp = (self._origin + packed.timestamp) & 0xFFFFFFFF
+        ext = self._ext_head + packed.abs_send_time + self._ext_tail if self._abs else self._ext_head
+        payloads = packed.payloads
+        last = len(payloads) - 1
+        seq, octets = self._seq, 0
+        header, first, pt, ssrc = _HEADER.pack, self._first, self._pt, self._ssrc
+        protect, sendto, addr, history = self._srtp.protect, self._sendto, self._addr, self._history
+        try:
+            for i, payload in enumerate(payloads):
+                marker = 0x80 if i == last else 0
+                sendto(protect(header(first, marker | pt, seq, timestamp, ssrc) + ext + payload), addr)
+                history[seq % _HISTORY] = (seq, timestamp, marker, payload)
+                seq = (seq + 1) & 0xFFFF
+                octets += len(payload)
+        except pylibsrtp.Error as exc:
+            self._finish(exc)
+            return
+        finally:
+            sent = (seq - self._seq) & 0xFFFF
+            self._seq = seq
+            state = self._state
+            state[_NTP] = packed.ntp
+            state[_RTP_TS] = timestamp
+            state[_OCTETS] += octets
+            state[_PACKETS] += sent
+            self.packets_sent += sent
+
+    async def retransmit(self, sequence_number: int) -> None:
+        """aiortc's ``_retransmit`` for this sender: one packet from the history, as RTX when
+        negotiated."""
+        entry = self._history[sequence_number % _HISTORY]
+        if entry is None or entry[0] != sequence_number:
+            return
+        _, timestamp, marker, payload = entry
+        packet = RtpPacket(payload_type=self._pt, sequence_number=sequence_number, timestamp=timestamp)
+        packet.ssrc = self._ssrc
+        packet.marker = 1 if marker else 0
+        packet.payload = payload
+        packet.extensions.mid = self._mid
+        rtx_pt = self._state[f"{_P}rtx_payload_type"]
+        if rtx_pt is not None:
+            rtx_seq = self._state[f"{_P}rtx_sequence_number"]
+            rtx_ssrc = self._sender._rtx_ssrc
+            packet = wrap_rtx(packet, payload_type=rtx_pt, sequence_number=rtx_seq, ssrc=rtx_ssrc)
+            self._state[f"{_P}rtx_sequence_number"] = (rtx_seq + 1) & 0xFFFF
+        with contextlib.suppress(ConnectionError):
+            await self._dtls._send_rtp(packet.serialize(self._map))
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        self.error = error
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def install(
+    sender: RTCRtpSender,
+    stream: PacketStream,
+    admit: Callable[[bool], bool],
+    on_direct: Callable[[DirectSender | None], None] | None = None,
+) -> bool:
+    """Make this sender take the direct path when it starts (see the module docstring).
+    ``on_direct`` hears the :class:`DirectSender` (or None: aiortc's path was taken)."""
+    if not eligible(sender):
+        return False
+    aiortc_run_rtp = sender._run_rtp
+    state = vars(sender)
+
+    async def run_rtp(codec: RTCRtpCodecParameters) -> None:
+        link = _udp_link(sender)
+        if link is None:
+            if on_direct is not None:
+                on_direct(None)
+            await aiortc_run_rtp(codec)
+            return
+        state[f"{_P}rtp_started"].set()
+        direct = DirectSender(sender, stream, codec, link, admit)
+        sender._retransmit = direct.retransmit  # type: ignore[method-assign]
+        if on_direct is not None:
+            on_direct(direct)
+        stream.attach(direct)
+        try:
+            await direct.done
+        except asyncio.CancelledError:
+            pass
+        finally:
+            stream.detach(direct)
+            track = state[f"{_P}track"]
+            if track is not None:
+                track.stop()
+                state[f"{_P}track"] = None
+            state[f"{_P}rtp_exited"].set()
+
+    sender._run_rtp = run_rtp  # type: ignore[method-assign]
+    return True
