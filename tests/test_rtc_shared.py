@@ -125,6 +125,52 @@ async def test_a_pli_on_the_wire_reaches_the_shared_encoder() -> None:
             await answerer.close()
 
 
+@pytest.mark.parametrize("rtx", [False, True], ids=["nack", "nack-rtx"])
+async def test_the_direct_sender_answers_nacks_from_its_history(rtx: bool) -> None:
+    """A receiver that lost packets (dropped on arrival, before aiortc sees them) NACKs them;
+    the direct sender resends them (as RTX when negotiated) and the receiver's loss closes."""
+    async with SyntheticVideoEncoder(320, 180, 15, keyframe_interval=None, min_keyframe_gap=0) as encoder:
+        leg = PublishLeg(tracks={"video": encoder.track()})
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        caps = RTCRtpReceiver.getCapabilities("video")
+        assert caps is not None
+        wanted = ("video/vp8", "video/rtx") if rtx else ("video/vp8",)
+        transceiver.setCodecPreferences([c for c in caps.codecs if c.mimeType.lower() in wanted])
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=await leg.create_offer(), type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await leg.apply_answer(pc.localDescription.sdp)
+            receiver = transceiver.receiver
+            await eventually(lambda: leg.direct.get("video") is not None, within=5, what="the direct path")
+            direct = leg.direct["video"]
+            assert direct is not None
+            # every 15th RTP packet of the publisher's SSRC is lost on the way in
+            connection = receiver.transport.transport._connection
+            inner = connection.data_received
+            seen, dropped = [0], [0]
+
+            def lossy(data: bytes, component: int) -> None:
+                if len(data) > 12 and 127 < data[0] < 192 and int.from_bytes(data[8:12]) == direct._ssrc:
+                    seen[0] += 1
+                    if seen[0] % 15 == 0:
+                        dropped[0] += 1
+                        return
+                inner(data, component)
+
+            connection.data_received = lossy
+            await asyncio.sleep(3.0)
+            connection.data_received = inner
+            await asyncio.sleep(0.5)
+            print(f"\ndropped {dropped[0]}, retransmitted {direct.retransmitted} (rtx={rtx})")
+            assert dropped[0] >= 5 and direct.retransmitted >= dropped[0]
+            stats = [s for s in (await receiver.getStats()).values() if s.type == "inbound-rtp"]
+            assert stats and stats[0].packetsLost == 0  # every hole was filled
+        finally:
+            await leg.close()
+            await pc.close()
+
+
 async def test_shared_media_publishers_and_a_subscribers_keyframes(
     room_server: RoomServer, room: dict[str, Any]
 ) -> None:

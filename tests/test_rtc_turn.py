@@ -3,12 +3,15 @@ reaching the room server; wrong credentials fail clearly and fast."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from typing import Any
 
 import pytest
 from netlab import coturn
 from rtc_faults import AV, Recorder, eventually, packets
 
+from bot.media import MediaSpec, SharedMedia
 from bot.proto import ErrorCode, IceServer
 from bot.rtc import EnxRtc
 from bot.server import RoomServer
@@ -19,12 +22,22 @@ APP_ID = "turn-tests"
 APP_KEY = "turn-tests-app-key-0123456789abcdef0123"
 
 
-async def test_force_turn_publishes_over_a_relay_pair() -> None:
-    with coturn() as turn:
+@pytest.mark.parametrize("shared", [False, True], ids=["own-encoder", "shared-media"])
+async def test_force_turn_publishes_over_a_relay_pair(shared: bool) -> None:
+    with coturn() as turn, contextlib.ExitStack() as stack:
         ice = IceServer(urls=turn.url, username=turn.username, credential=turn.credential)
-        async with RoomServer(app_id=APP_ID, app_key=APP_KEY, port=0, ice_servers=[ice]) as server:
+        async with (
+            contextlib.AsyncExitStack() as media_stack,
+            RoomServer(app_id=APP_ID, app_key=APP_KEY, port=0, ice_servers=[ice]) as server,
+        ):
             room_id = str(server.create_room(name="relayed")["room_id"])
-            rtc = EnxRtc(label="relayed")
+            tracks: tuple[Any, Any] = (None, None)
+            if shared:
+                media = await media_stack.enter_async_context(SharedMedia())
+                tracks = media.tracks(MediaSpec(width=320, height=180, fps=15), audio=True, video=True)
+                for track in tracks:
+                    stack.callback(track.stop)
+            rtc = EnxRtc(*tracks, label="relayed")
             rec = Recorder(rtc)
             await rtc.join_room(server.mint_token(room_id, name="r"), AV, {"forceTurn": True})
             await rec.wait_for("on_published_stream", within=15)
@@ -39,6 +52,11 @@ async def test_force_turn_publishes_over_a_relay_pair() -> None:
             )
             assert packets(server, room_id, rtc.client_id, "audio") > 0
             assert not rec.payloads("on_room_error")
+            if shared:  # the direct send path, through the relay (aioice's TURN transport)
+                assert rtc._publication is not None
+                direct = rtc._publication.leg.direct
+                assert set(direct) == {"audio", "video"}
+                assert all(d is not None and d.packets_sent > 10 for d in direct.values()), direct
             await rtc.disconnect()
 
 

@@ -11,16 +11,17 @@ packet in the producing task, and it writes the RTP at once: the payloads come f
 packetization per packet for all bots (:class:`_Packed`), the header from ``struct`` with the
 extension bytes laid out once per sender by aiortc's own ``HeaderExtensionsMap`` (only the
 three abs-send-time bytes change), then the sender's SRTP session and the selected ICE pair's
-UDP socket. It keeps what the rest of aiortc reads from the sender up to date: packet and
-octet counts (``getStats``: ``outbound-rtp``, and the RTCP sender reports aiortc still sends
-from its own task), the last RTP/NTP timestamps (sender reports), and a history of the last
-128 packets for retransmissions on NACK (``_retransmit`` is replaced on the instance).
+datagram transport (a UDP socket, or aioice's TURN transport for a relayed pair, which wraps
+each datagram for the relay as it does for aiortc). It keeps what the rest of aiortc reads
+from the sender up to date: packet and octet counts (``getStats``: ``outbound-rtp``, and the
+RTCP sender reports aiortc still sends from its own task), the last RTP/NTP timestamps (sender
+reports), and a history of the last 128 packets for retransmissions on NACK (``_retransmit``
+is replaced on the instance).
 
 :func:`install` replaces ``_run_rtp`` on one sender instance only (the embedded server and
-other bots in the process keep aiortc's path). The replacement takes the direct path when the
-selected pair is a plain UDP one; through a TURN relay (``forceTurn``) or with an aiortc whose
-internals differ, it runs aiortc's own ``_run_rtp``. Muting and the audio-only fallback go
-through the leg's gate (``admit``); a video sender starts at a keyframe.
+other bots in the process keep aiortc's path). When the selected pair is not aioice's (an
+aiortc or aioice whose internals differ), it runs aiortc's own ``_run_rtp``. Muting and the
+audio-only fallback go through the leg's gate (``admit``); a video sender starts at a keyframe.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def eligible(sender: RTCRtpSender) -> bool:
 
 
 def _udp_link(sender: RTCRtpSender) -> tuple[Any, Callable[[bytes, Any], None], Any] | None:
-    """(SRTP session, sendto, address) of the selected pair, if it is plain UDP."""
+    """(SRTP session, sendto, address) of the selected pair: the transport under aioice's
+    ``StunProtocol`` (a UDP socket, or a TURN relay's transport)."""
     dtls = sender.transport
     srtp = getattr(dtls, "_tx_srtp", None)
     pair = _ice_connection(sender)._nominated.get(1)
@@ -167,6 +169,8 @@ class DirectSender:
         self._history: list[tuple[int, int, int, bytes] | None] = [None] * _HISTORY
         self._awaiting_keyframe = self.kind == "video"
         self.packets_sent = 0
+        self.retransmitted = 0
+        """Packets sent again on the receiver's NACK."""
         self.error: BaseException | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -228,6 +232,7 @@ class DirectSender:
             self._state[f"{_P}rtx_sequence_number"] = (rtx_seq + 1) & 0xFFFF
         with contextlib.suppress(ConnectionError):
             await self._dtls._send_rtp(packet.serialize(self._map))
+            self.retransmitted += 1
 
     def _finish(self, error: BaseException | None = None) -> None:
         self.error = error

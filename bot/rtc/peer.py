@@ -14,7 +14,7 @@ release renames it:
 - a publish sender's keyframe hook (``RTCRtpSender._send_keyframe``, called on PLI/FIR), so a
   pre-encoded source (``bot.media.PacketTrack``) hears the media server's keyframe requests;
 - a shared source's senders, which :mod:`.direct` feeds without aiortc's per-packet task
-  (``RTCRtpSender._run_rtp`` and ``_retransmit``, the selected pair's UDP transport);
+  (``RTCRtpSender._run_rtp`` and ``_retransmit``, the selected pair's datagram transport);
 - a subscribe receiver's decoder queue (``RTCRtpReceiver.__decoder_queue``), its RTP entry point
   (``_handle_rtp_packet``) and its PLI (``_send_rtcp_pli``): see :class:`SubscribeLeg`.
 
@@ -434,7 +434,7 @@ class PublishLeg(_Leg):
 
     def _send_directly(self, kind: MediaKind, sender: RTCRtpSender, gate: _Gate) -> None:
         """Shared packets go from the stream to the wire without a task per bot
-        (:mod:`.direct`); aiortc's own path where that cannot be (a TURN relay)."""
+        (:mod:`.direct`); aiortc's own path where its internals are not the expected ones."""
         stream = getattr(gate.source, "stream", None)
         if not isinstance(stream, PacketStream):
             return
