@@ -521,3 +521,43 @@ async def test_shared_media_gives_every_bot_tracks_of_one_source(tmp_path: Path)
         await v0.recv()  # closing the registry ended its tracks
     with pytest.raises(MediaError, match="closed"):
         media.video_track(spec)
+
+
+class _ListSink:
+    """A direct sink (bot.media.PacketSink) that keeps what it is handed and when."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.got: list[tuple[float, Packet, bool]] = []
+
+    def deliver(self, packet: Packet, keyframe: bool) -> None:
+        self.got.append((time.monotonic(), packet, keyframe))
+
+
+async def test_direct_sinks_get_each_packet_as_it_is_made_and_stop_the_encoder_when_gone() -> None:
+    async with SyntheticVideoEncoder(160, 90, FPS, keyframe_interval=None, min_keyframe_gap=0) as encoder:
+        a, b = _ListSink("video"), _ListSink("video")
+        encoder.attach(a)
+        encoder.attach(a)  # attaching twice is once
+        assert encoder.subscribers == 1 and encoder.running
+        await asyncio.sleep(0.5)
+        encoder.attach(b)
+        track = encoder.track()
+        both = await pull(track, 1)  # a track next to sinks: the same objects
+        await asyncio.sleep(1.0)
+        assert encoder.subscribers == 3
+        assert a.got[0][2] and decode_vp8([p for _, p, _ in a.got])  # starts on a keyframe, decodes
+        shared = {id(p) for _, p, _ in a.got} & {id(p) for _, p, _ in b.got}
+        assert len(shared) == len(b.got) > 10 and id(both[0]) in shared  # one encoding for all
+        assert encoder.frames_encoded == len(a.got)
+        rate = (len(a.got) - 1) / (a.got[-1][0] - a.got[0][0])
+        assert FPS * 0.85 < rate < FPS * 1.15
+        track.stop()
+        encoder.detach(a)
+        encoder.detach(a)  # idempotent
+        encoder.detach(b)
+        await asyncio.sleep(0.3)
+        assert encoder.subscribers == 0 and not encoder.running
+        count = len(b.got)
+        await asyncio.sleep(0.3)
+        assert len(b.got) == count
