@@ -26,7 +26,7 @@ from bot.media import (
     ToneAudioEncoder,
     read_frame_counter,
 )
-from bot.media.fanout import Packet
+from bot.media.fanout import Kind, Packet
 
 FPS = 15
 
@@ -526,8 +526,8 @@ async def test_shared_media_gives_every_bot_tracks_of_one_source(tmp_path: Path)
 class _ListSink:
     """A direct sink (bot.media.PacketSink) that keeps what it is handed and when."""
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
+    def __init__(self, kind: Kind) -> None:
+        self.kind: Kind = kind
         self.got: list[tuple[float, Packet, bool]] = []
 
     def deliver(self, packet: Packet, keyframe: bool) -> None:
