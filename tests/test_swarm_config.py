@@ -267,6 +267,11 @@ def test_worker_count_and_combined_exit_code() -> None:
     assert resolve_workers(many) == cores
     few = cfg_of({**EMB, "workers": "auto", "bots": [{"name": "b{i}", "count": 3}]})
     assert resolve_workers(few) == 1
+    one_loop = cfg_of({**EMB, "workers": "auto", "bots": [{"name": "b{i}", "count": BOTS_PER_WORKER}]})
+    assert resolve_workers(one_loop) == 1
+    # bots encoding their own media fill a loop ten at a time
+    naive = {**EMB, "workers": "auto", "shared_media": False, "bots": [{"name": "b{i}", "count": 11}]}
+    assert resolve_workers(cfg_of(naive)) == min(2, cores)
     assert resolve_workers(cfg_of({**EMB, "workers": 8, "bots": [{"name": "b{i}", "count": 3}]})) == 3
     assert combine([0, 0]) == 0 and combine([0, 4]) == 4 and combine([4, 3]) == 3 and combine([3, 2]) == 2
     assert combine([0, -9]) == 4  # a worker killed by a signal: its bots' sessions were lost

@@ -32,10 +32,14 @@ from .swarm import PLAN_ENV, Swarm
 
 log = structlog.get_logger("bot.agent")
 
-BOTS_PER_WORKER = 100
-"""``workers: auto`` gives each worker about this many bots, up to one worker per core: one event
-loop sends 100 shared-media publishers with about 60-70% of a core (BENCHMARKS.md), leaving
-room for joins; every further worker costs its own shared encoders (about 8% of a core)."""
+BOTS_PER_WORKER = 250
+"""``workers: auto`` gives each worker about this many shared-media bots, up to one worker per
+core: one event loop sends 200 shared-media publishers (audio + 640x360 video) with about half
+a core, 300 with three quarters (BENCHMARKS.md), leaving room for joins; every further worker
+costs its own interpreter and shared encoders (about 70 MiB and 8% of a core)."""
+NAIVE_BOTS_PER_WORKER = 10
+"""The same for bots that encode their own media (``shared_media: false``): about 9% of a core
+each."""
 STARTUP_S = 2.0
 """The ramp starts this long after the workers are spawned, once they have all imported."""
 DRAIN_S = 15.0
@@ -49,7 +53,8 @@ def resolve_workers(cfg: AgentConfig) -> int:
     bots = len(cfg.my_bots())
     if cfg.workers == "auto":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return max(1, min(cores, math.ceil(bots / BOTS_PER_WORKER)))
+        per_worker = BOTS_PER_WORKER if cfg.shared_media else NAIVE_BOTS_PER_WORKER
+        return max(1, min(cores, math.ceil(bots / per_worker)))
     return max(1, min(cfg.workers, bots))
 
 
