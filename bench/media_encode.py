@@ -11,7 +11,10 @@ wall-clock window that starts after every connection is up and a warm-up has pas
   sender (libvpx at aiortc's default 500 kbps, libopus).
 - shared: one SyntheticVideoEncoder (libvpx, 500 kbps) and one ToneAudioEncoder for the
   process (bot.media.SharedMedia); each publisher sends subscriber tracks of them, so aiortc
-  only packetizes.
+  only packetizes (aiortc's own sender task per publisher).
+- direct: the same shared encoders, published through the SDK's leg (``bot.rtc.peer.PublishLeg``)
+  as a bot does: each packet goes from the encoder straight to every sender's socket
+  (``bot.rtc.direct``), with no task, queue or packetization per publisher.
 
 100% = one core. "fps" is video frames per second per publisher actually handed to aiortc,
 to show whether the sender process kept up.
@@ -34,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 WIDTH, HEIGHT, FPS = 640, 360, 15.0
+MODES = ("naive", "shared", "direct")
 
 
 def emit(obj: dict[str, Any]) -> None:
@@ -82,9 +86,12 @@ async def run_sender(mode: str, n: int, warmup: float, window: float) -> None:
     from bot.media import MediaSpec, SharedMedia, SyntheticVideoTrack, ToneAudioTrack
 
     stdin = await stdin_reader()
-    shared = SharedMedia() if mode == "shared" else None
+    shared = SharedMedia() if mode in ("shared", "direct") else None
     spec = MediaSpec(width=WIDTH, height=HEIGHT, fps=FPS)
     pcs, videos = [], []
+    if mode == "direct":
+        await run_direct(stdin, shared, spec, n, warmup, window)
+        return
     for _ in range(n):
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         audio: MediaStreamTrack | None
@@ -146,6 +153,57 @@ async def run_sender(mode: str, n: int, warmup: float, window: float) -> None:
         await shared.aclose()
 
 
+async def run_direct(stdin: Any, shared: Any, spec: Any, n: int, warmup: float, window: float) -> None:
+    from bot.agent.logs import configure_logging
+    from bot.rtc.peer import PublishLeg
+
+    configure_logging("json", "warning", stream=sys.stderr)  # stdout is this script's pipe
+    legs = []
+    for _ in range(n):
+        audio, video = shared.tracks(spec, audio=True, video=True)
+        legs.append(PublishLeg(tracks={"audio": audio, "video": video}))
+    emit({"offers": [await leg.create_offer() for leg in legs]})
+    answers = (await read_json(stdin))["answers"]
+    for leg, sdp in zip(legs, answers, strict=True):
+        await leg.apply_answer(sdp)
+    await wait_connected([leg._pc for leg in legs])
+    await asyncio.sleep(warmup)
+    assert all(leg.direct.get("video") is not None for leg in legs), "not on the direct path"
+
+    def frames() -> int:
+        return sum(leg.direct["video"].frames_sent for leg in legs)  # type: ignore[union-attr]
+
+    async def packets_sent() -> int:
+        total = 0
+        for leg in legs:
+            total += sum((await leg.sent_packets()).values())
+        return total
+
+    p0 = await packets_sent()
+    f0, c0, t0 = frames(), time.process_time(), time.monotonic()
+    encoded0 = sum(getattr(s, "frames_encoded", 0) for s in shared.streams)
+    await asyncio.sleep(window)
+    c1, t1, f1 = time.process_time(), time.monotonic(), frames()
+    encoded1 = sum(getattr(s, "frames_encoded", 0) for s in shared.streams)
+    p1 = await packets_sent()
+    wall = t1 - t0
+    emit(
+        {
+            "result": {
+                "cpu_pct": 100 * (c1 - c0) / wall,
+                "fps": (f1 - f0) / wall / n,
+                "rtp_pps": (p1 - p0) / wall,
+                "shared_encodes_per_s": (encoded1 - encoded0) / wall,
+                "wall": wall,
+            }
+        }
+    )
+    await read_json(stdin)  # "stop"
+    for leg in legs:
+        await leg.close()
+    await shared.aclose()
+
+
 # --- receiver process ------------------------------------------------------------------------------
 
 
@@ -192,7 +250,7 @@ async def spawn(*args: str) -> asyncio.subprocess.Process:
         *args,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=None if os.environ.get("BENCH_DEBUG") else asyncio.subprocess.DEVNULL,
         cwd=ROOT,
         limit=64 * 1024 * 1024,
     )
@@ -234,22 +292,24 @@ async def main(ns: list[int], warmup: float, window: float) -> None:
     print(f"{'N':>3} {'mode':<7} {'cpu %':>7} {'%/pub':>7} {'fps/pub':>8} {'rtp pkt/s':>10} {'enc/s':>6}")
     per_pub: dict[tuple[int, str], float] = {}
     for n in ns:
-        for mode in ("naive", "shared"):
+        for mode in MODES:
             r = await measure(mode, n, warmup, window)
             per_pub[(n, mode)] = r["cpu_pct"] / n
-            enc = f"{r['shared_encodes_per_s']:.0f}" if mode == "shared" else "-"
+            enc = f"{r['shared_encodes_per_s']:.0f}" if mode != "naive" else "-"
             print(
                 f"{n:>3} {mode:<7} {r['cpu_pct']:>7.1f} {r['cpu_pct'] / n:>7.2f} {r['fps']:>8.1f} "
                 f"{r['rtp_pps']:>10.0f} {enc:>6}",
                 flush=True,
             )
     for n in ns:
-        naive, shared = per_pub[(n, "naive")], per_pub[(n, "shared")]
-        ratio = naive / shared
-        print(f"N={n}: naive {naive:.2f}% vs shared {shared:.2f}% of a core per publisher: {ratio:.1f}x")
+        naive, shared, direct = (per_pub[(n, m)] for m in MODES)
+        print(
+            f"N={n}: naive {naive:.2f}% vs shared {shared:.2f}% ({naive / shared:.1f}x) vs direct "
+            f"{direct:.2f}% ({naive / direct:.1f}x) of a core per publisher"
+        )
     if len(ns) >= 2:
         lo, hi = min(ns), max(ns)
-        for mode in ("naive", "shared"):
+        for mode in MODES:
             slope = (per_pub[(hi, mode)] * hi - per_pub[(lo, mode)] * lo) / (hi - lo)
             print(f"{mode}: each publisher beyond {lo} adds {slope:.2f}% of a core")
 
@@ -259,7 +319,7 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--role", choices=["main", "send", "receive"], default="main")
-    parser.add_argument("--mode", choices=["naive", "shared"], default="shared")
+    parser.add_argument("--mode", choices=list(MODES), default="shared")
     parser.add_argument("--n", type=int, nargs="+", default=[10, 30])
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--window", type=float, default=10.0)

@@ -169,6 +169,7 @@ class DirectSender:
         self._history: list[tuple[int, int, int, bytes] | None] = [None] * _HISTORY
         self._awaiting_keyframe = self.kind == "video"
         self.packets_sent = 0
+        self.frames_sent = 0
         self.retransmitted = 0
         """Packets sent again on the receiver's NACK."""
         self.error: BaseException | None = None
@@ -211,6 +212,7 @@ class DirectSender:
             state[_OCTETS] += octets
             state[_PACKETS] += sent
             self.packets_sent += sent
+            self.frames_sent += 1
 
     async def retransmit(self, sequence_number: int) -> None:
         """aiortc's ``_retransmit`` for this sender: one packet from the history, as RTX when
