@@ -142,7 +142,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bot.agent.logs import configure_logging
     from bot.agent.runner import Agent
     from bot.agent.swarm import SwarmPlan
-    from bot.agent.tuning import loop_factory, raise_fd_limit
+    from bot.agent.tuning import loop_factory, raise_fd_limit, tune_gc
     from bot.agent.workers import Supervisor, die_with_parent, resolve_workers
 
     plan = SwarmPlan.from_env(os.environ)  # set when this process is a worker of a swarm
@@ -153,6 +153,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     configure_logging(args.log_format or cfg.log_format, args.log_level or cfg.log_level)
     workers = 1 if plan is not None else resolve_workers(cfg)
     raise_fd_limit(-(-len(cfg.my_bots()) // workers))
+    tune_gc()
     runner: Agent | Supervisor
     if workers > 1:
         argv = ["run", args.config]
@@ -302,6 +303,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port {args.port} is not a TCP port (0-65535)")
     options = _serve_options(args)
     configure_logging(args.log_format, args.log_level)
+    from bot.agent.tuning import raise_fd_limit, tune_gc
+
+    raise_fd_limit(0)
+    tune_gc()
     stop = asyncio.Event()
 
     async def run() -> int:

@@ -287,3 +287,13 @@ def test_shared_media_is_the_default_and_a_bot_may_opt_out() -> None:
         {**EMB, "shared_media": False, "bots": [{"name": "a"}, {"name": "b", "media": {"shared": True}}]}
     )
     assert [Agent(naive).shares_media(b) for b in naive.bots] == [False, True]
+
+
+def test_gc_tuning_freezes_the_start_up_heap_and_makes_collections_rare() -> None:
+    code = (
+        "import gc; from bot.agent.tuning import GC_THRESHOLDS, tune_gc; before = gc.get_threshold(); "
+        "tune_gc(); print(before, gc.get_threshold() == GC_THRESHOLDS, gc.get_freeze_count() > 1000)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split(")", 1)[1].split() == ["True", "True"], out
+    assert out.startswith("(700, 10, 10)")  # CPython's defaults: what it changes from
