@@ -261,3 +261,42 @@ async def test_shared_media_publishers_and_a_subscribers_keyframes(
         for track in tracks:
             track.stop()  # the caller's to stop; they never queued a packet
         assert encoder.subscribers == 0
+
+
+async def test_a_direct_sender_stops_while_its_gate_is_closed_and_resumes_on_a_keyframe() -> None:
+    """Muting or the audio-only fallback closes the leg's gate: the direct sender sends nothing;
+    reopening asks the shared encoder for a keyframe and resumes with it."""
+    async with SyntheticVideoEncoder(160, 90, 15, keyframe_interval=None, min_keyframe_gap=0) as encoder:
+        leg = PublishLeg(tracks={"video": encoder.track()})
+        answerer, answer = await answer_with(await leg.create_offer(), "video/VP8")
+        try:
+            await leg.apply_answer(answer)
+            await eventually(lambda: leg.direct.get("video") is not None, within=5, what="the direct path")
+            direct = leg.direct["video"]
+            assert direct is not None
+            await eventually(lambda: direct.frames_sent > 5, within=5, what="frames")
+            leg.set_sending("video", False)
+            await asyncio.sleep(0.1)
+            stopped = direct.frames_sent
+            await asyncio.sleep(0.6)
+            assert direct.frames_sent == stopped  # nothing while closed
+            requests, keyframes = encoder.keyframe_requests, encoder.keyframes
+            sent_keyframe: list[bool] = []  # per frame sent after reopening: was it a keyframe
+            deliver = direct.deliver
+
+            def watching(packet: Any, keyframe: bool) -> None:
+                before = direct.frames_sent
+                deliver(packet, keyframe)
+                if direct.frames_sent > before:
+                    sent_keyframe.append(keyframe)
+
+            direct.deliver = watching  # type: ignore[method-assign]
+            leg.set_sending("video", True)
+            assert encoder.keyframe_requests == requests + 1
+            await eventually(lambda: len(sent_keyframe) > 3, within=3, what="frames again")
+            assert encoder.keyframes > keyframes and sent_keyframe[0] is True
+            receiver = answerer.getReceivers()[0]
+            assert receiver.getSynchronizationSources()  # the answerer hears it
+        finally:
+            await leg.close()
+            await answerer.close()
