@@ -334,6 +334,52 @@ async def test_a_removed_stream_closes_its_leg_locally(room_server: RoomServer, 
     await b.disconnect()
 
 
+async def test_unsubscribe_closes_the_leg_tells_the_room_and_sticks(
+    room_server: RoomServer, room: dict[str, Any]
+) -> None:
+    room_id = str(room["room_id"])
+    a, alice = await publisher(room_server, room_id, "alice")
+    c, carol = await publisher(room_server, room_id, "carol", tone=660.0)
+    b, rec = await subscriber(room_server, room_id, "bob", subscribe="all")
+    for stream_id in (alice, carol):
+        await rec.wait_for("on_subscribed_stream", lambda p, s=stream_id: p["streamId"] == s)
+    leg = b._subscriptions[alice].leg
+
+    def server_subscriptions() -> list[int]:
+        (me,) = [p for p in room_server.room_view(room_id)["participants"] if p["name"] == "bob"]
+        return sorted(s["streamId"] for s in me["subscriptions"])
+
+    assert server_subscriptions() == sorted([alice, carol])
+    await b.unsubscribe(alice)
+    assert b.subscribed_stream_ids == [carol] and leg.connection_state == "closed"
+    assert server_subscriptions() == [carol]  # the room closed its side too
+    with pytest.raises(RoomError) as again:
+        await b.unsubscribe(alice)
+    assert again.value.code == ErrorCode.STREAM_NOT_FOUND
+    with pytest.raises(RoomError) as bad:
+        await b.unsubscribe("x")
+    assert bad.value.code == ErrorCode.INVALID_PARAMETERS
+
+    # a rejoin (the socket dropped) brings back carol, not alice: "all" respects the choice
+    mark = len(rec.calls)
+    async with (
+        aiohttp.ClientSession(headers=basic_auth(room_server)) as http,
+        http.post(f"{room_server.url}/emulator/rooms/{room_id}/clients/{b.client_id}/drop") as reply,
+    ):
+        assert reply.status == 200, await reply.text()
+    await rec.wait_for("on_user_reconnect_success", after=mark, within=10)
+    back = await rec.wait_for("on_subscribed_stream", after=mark, within=10)
+    assert back["streamId"] == carol
+    await asyncio.sleep(1.0)
+    assert b.subscribed_stream_ids == [carol]
+    # ...until the app asks for it by hand
+    await b.subscribe(alice)
+    await rec.wait_for("on_subscribed_stream", lambda p: p["streamId"] == alice, after=mark)
+    assert sorted(b.subscribed_stream_ids) == sorted([alice, carol])
+    for rtc in (b, a, c):
+        await rtc.disconnect()
+
+
 async def test_a_rejoin_subscribes_again(room_server: RoomServer, room: dict[str, Any]) -> None:
     room_id = str(room["room_id"])
     a, stream_id = await publisher(room_server, room_id, "alice")

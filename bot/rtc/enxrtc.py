@@ -61,6 +61,7 @@ from bot.proto import (
     TokenError,
     UnknownEvent,
     UnpublishRequest,
+    UnsubscribeRequest,
     UserConnected,
     UserDisconnected,
     UserMuteChanged,
@@ -227,6 +228,8 @@ class EnxRtc:
         self._subscriptions: dict[int, RemoteSubscription] = {}
         self._manual: dict[int, tuple[bool, bool]] = {}
         """Streams subscribed by :meth:`subscribe` (and the kinds asked), for a rejoin."""
+        self._declined: set[int] = set()
+        """Streams given up by :meth:`unsubscribe`: the automatic modes leave them alone."""
         self._tap_receivers = True  # tests turn it off to exercise the fallback
         self._warned: set[str] = set()
         self._stats_task: asyncio.Task[None] | None = None
@@ -392,7 +395,32 @@ class EnxRtc:
                 f"asked audio={audio}, video={video})",
             )
         self._manual[sid] = (audio is not False, video is not False)
+        self._declined.discard(sid)
         self._start_subscription(stream, want_audio, want_video)
+
+    async def unsubscribe(self, stream_id: int | str) -> None:
+        """Stop receiving a remote stream: its leg closes, the room is told (``unsubscribe``),
+        and neither the automatic modes nor a rejoin subscribe to it again (until it is
+        published anew, with a new id, or :meth:`subscribe` asks). RoomError: 1171 not in a
+        room, 1159 not subscribed to it (or the room refused)."""
+        room, signalling = self._room, self._signalling
+        if self._phase != "connected" or room is None or signalling is None:
+            raise RoomError(ErrorCode.ROOM_NOT_CONNECTED, f"cannot unsubscribe {stream_id}: not in a room")
+        try:
+            sid = int(stream_id)
+        except (TypeError, ValueError):
+            raise RoomError(
+                ErrorCode.INVALID_PARAMETERS, f"stream id {stream_id!r} is not a number"
+            ) from None
+        if sid not in self._subscriptions:
+            raise RoomError(ErrorCode.STREAM_NOT_FOUND, f"not subscribed to stream {sid}")
+        self._manual.pop(sid, None)
+        self._declined.add(sid)
+        await self._close_subscription(sid)
+        ack = await signalling.request(UnsubscribeRequest(stream_id=sid))
+        if not ack.ok:
+            raise RoomError(ack.result or ErrorCode.STREAM_NOT_FOUND, f"unsubscribe {sid}: {ack.msg}")
+        self._log.info("unsubscribed_stream", stream_id=sid)
 
     @property
     def subscribed_stream_ids(self) -> list[int]:
@@ -905,6 +933,7 @@ class EnxRtc:
         if (
             room is None
             or stream.id in self._subscriptions
+            or stream.id in self._declined
             or stream.client_id == room.client_id
             or not self._may_subscribe(room)
             or not self._receive.wants(stream, self._owner_name(stream))
@@ -1132,6 +1161,7 @@ class EnxRtc:
                     return
                 room.remove_stream(stream_id)
                 self._manual.pop(stream_id, None)
+                self._declined.discard(stream_id)
                 await self._close_subscription(stream_id)  # locally: no unsubscribe (PROTOCOL 5)
                 self._log.debug("remote_stream_removed", stream_id=stream_id)
                 await self._fire("on_stream_removed", {"id": stream_id})
@@ -1360,6 +1390,7 @@ class EnxRtc:
         stream_id = self._published_stream_id
         await self._teardown(leave=leave)
         self._manual.clear()
+        self._declined.clear()
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
         self._stop_owned_tracks()
