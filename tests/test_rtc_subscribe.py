@@ -380,6 +380,40 @@ async def test_unsubscribe_closes_the_leg_tells_the_room_and_sticks(
         await rtc.disconnect()
 
 
+@pytest.mark.parametrize("how", ["leaves", "unsubscribed"])
+async def test_a_freed_video_slot_promotes_an_audio_only_stream(
+    room_server: RoomServer, room: dict[str, Any], how: str
+) -> None:
+    room_id = str(room["room_id"])
+    a, alice = await publisher(room_server, room_id, "alice")
+    c, carol = await publisher(room_server, room_id, "carol", tone=660.0)
+    b, rec = await subscriber(room_server, room_id, "bob", subscribe="all", max_video_subscriptions=1)
+    got = {
+        s: await rec.wait_for("on_subscribed_stream", lambda p, s=s: p["streamId"] == s)
+        for s in (alice, carol)
+    }
+    (with_video,) = [s for s, p in got.items() if p["video"]]
+    (audio_only,) = [s for s, p in got.items() if not p["video"]]
+    mark = len(rec.calls)
+    if how == "leaves":
+        await (a if with_video == alice else c).disconnect()
+    else:
+        await b.unsubscribe(with_video)
+    promoted = await rec.wait_for(
+        "on_subscribed_stream", lambda p: p["streamId"] == audio_only, after=mark, within=10
+    )
+    assert promoted["video"] is True and promoted["audio"] is True
+    leg = b._subscriptions[audio_only].leg
+    await eventually(
+        lambda: leg.counters("video").frames > FPS,  # type: ignore[union-attr]
+        within=5,
+        what="video of the promoted stream",
+    )
+    assert b.subscribed_stream_ids == [audio_only]
+    for rtc in (b, a, c):
+        await rtc.disconnect()
+
+
 async def test_a_rejoin_subscribes_again(room_server: RoomServer, room: dict[str, Any]) -> None:
     room_id = str(room["room_id"])
     a, stream_id = await publisher(room_server, room_id, "alice")

@@ -416,11 +416,47 @@ class EnxRtc:
             raise RoomError(ErrorCode.STREAM_NOT_FOUND, f"not subscribed to stream {sid}")
         self._manual.pop(sid, None)
         self._declined.add(sid)
+        had_video = self._receives_video(sid)
         await self._close_subscription(sid)
         ack = await signalling.request(UnsubscribeRequest(stream_id=sid))
         if not ack.ok:
             raise RoomError(ack.result or ErrorCode.STREAM_NOT_FOUND, f"unsubscribe {sid}: {ack.msg}")
         self._log.info("unsubscribed_stream", stream_id=sid)
+        if had_video:
+            await self._promote_video()
+
+    def _receives_video(self, stream_id: int) -> bool:
+        subscription = self._subscriptions.get(stream_id)
+        return subscription is not None and subscription.video
+
+    async def _promote_video(self) -> None:
+        """A video leg ended: under ``max_video_subscriptions``, the first stream received audio
+        only for want of a video slot (an automatic subscription whose stream has video) is
+        subscribed again with video (``unsubscribe``, then ``subscribe``: a short audio gap)."""
+        room, signalling = self._room, self._signalling
+        if self._phase != "connected" or room is None or signalling is None:
+            return
+        if self._receive.max_video_subscriptions is None or self._receive.mode == "audio":
+            return
+        for sid, subscription in list(self._subscriptions.items()):
+            stream = room.streams.get(sid)
+            if stream is None or subscription.video or not stream.video or sid in self._manual:
+                continue
+            audio, video = self._receive.kinds(stream, self._video_legs())
+            if not video:
+                return  # no slot free
+            await self._close_subscription(sid)
+            try:
+                ack = await signalling.request(UnsubscribeRequest(stream_id=sid))
+            except RoomError as err:  # the socket went: a rejoin subscribes afresh
+                self._log.info("video_promotion_failed", stream_id=sid, code=err.code, msg=err.msg)
+                return
+            if not ack.ok:
+                self._log.warning("video_promotion_failed", stream_id=sid, code=ack.result, msg=ack.msg)
+                return
+            self._log.info("video_promoted", stream_id=sid)
+            self._start_subscription(stream, audio, video)
+            return
 
     @property
     def subscribed_stream_ids(self) -> list[int]:
@@ -1162,9 +1198,12 @@ class EnxRtc:
                 room.remove_stream(stream_id)
                 self._manual.pop(stream_id, None)
                 self._declined.discard(stream_id)
+                had_video = self._receives_video(stream_id)
                 await self._close_subscription(stream_id)  # locally: no unsubscribe (PROTOCOL 5)
                 self._log.debug("remote_stream_removed", stream_id=stream_id)
                 await self._fire("on_stream_removed", {"id": stream_id})
+                if had_video:
+                    self._spawn(self._promote_video(), "promote-video")
             case MediaEngineConnecting():
                 await self._route_media(item)
             case UserMuteChanged():
