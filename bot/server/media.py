@@ -68,12 +68,12 @@ from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from bot.media.intake import Route, RtpIntake, leanable
 from bot.proto import Answer, Candidate, ErrorCode, IceServer
 
 from .bandwidth import BandwidthSettings, PublishMonitor, RtpMeter, SubscribeMonitor, Verdict, WindowStats
 from .errors import MediaError
 from .forwarding import Forwarded, ForwardedStream
-from .intake import Route, RtpIntake, leanable
 
 log = structlog.get_logger(__name__)
 
@@ -523,7 +523,7 @@ class PublishLeg(_Leg):
         super().__init__(stream_id, configuration)
         self.received: dict[str, Received] = {k: Received() for k in KINDS}
         self.intake: RtpIntake | None = RtpIntake() if lean_intake else None
-        """Counts what nobody subscribes to without aiortc's receive path (:mod:`.intake`)."""
+        """Counts what nobody subscribes to without aiortc's receive path (:mod:`bot.media.intake`)."""
         self.forwarder: PacketForwarder | DecodingForwarder = (
             PacketForwarder(on_forward) if tap_encoded else DecodingForwarder()
         )
@@ -566,7 +566,14 @@ class PublishLeg(_Leg):
                         kind, receiver, self.received[kind], functools.partial(self._send_pli, receiver)
                     )
                     if intake is not None:
-                        route = Route(kind, receiver, self.received[kind], meter, subscribed, tap.restart)
+                        route = Route(
+                            kind,
+                            receiver,
+                            self.received[kind],
+                            on_rtp=meter.on_rtp,
+                            wants_full=subscribed,
+                            restart=tap.restart,
+                        )
                         learn = functools.partial(intake.learn, route=route)
                 _count_receiver(receiver, self.received[kind], meter, learn)
 
@@ -872,7 +879,7 @@ class MediaServer:
         its subscribers, closed legs included), ``subscribers`` (connected subscribe legs),
         ``decoded_frames`` (0 on the forwarding path), ``forwarding`` (``packets`` or the
         ``decoded`` fallback), ``keyframe_requests`` (PLIs sent to the publisher) and
-        ``lean_packets`` (RTP counted by the lean intake, :mod:`.intake`; ``null`` where it is
+        ``lean_packets`` (RTP counted by the lean intake, :mod:`bot.media.intake`; ``null`` where it is
         off)."""
         leg = self._publish.get((room_id, stream_id))
         if leg is None:

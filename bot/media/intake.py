@@ -1,29 +1,32 @@
-"""The lean intake: RTP that nobody subscribes to is counted where it arrives, not reassembled.
+"""The lean intake: RTP whose frames nobody needs is counted where it arrives, not reassembled.
 
-A publish leg's packets normally climb aiortc's whole receive path: aioice queues each
-datagram for the DTLS transport's task, which unprotects it, parses every header extension,
-routes it to its receiver, which feeds a bitrate estimator (REMB), a NACK generator and a
-jitter buffer that reassembles frames. The server needs that only to forward frames to
-subscribers. A load test's publishers mostly have none, and then that path costs the server
-more than the bots cost themselves (BENCHMARKS.md: about 0.7% of a core per received stream).
+A received packet normally climbs aiortc's whole receive path: aioice queues each datagram for
+the DTLS transport's task, which unprotects it, parses every header extension, routes it to
+its receiver, which feeds a bitrate estimator (REMB), a NACK generator and a jitter buffer that
+reassembles frames. That is needed only where someone uses the frames: the room server when it
+forwards a kind to subscribers, a bot whose sink records or decodes. A load test's publishers
+mostly have no subscriber, and its viewers discard what they receive; there that path is most
+of the receiving side's CPU (BENCHMARKS.md).
 
-:class:`RtpIntake` sits in front of the queue, on the ICE connection of one publish leg
+:class:`RtpIntake` sits in front of the queue, on the ICE connection of one leg
 (``Connection.data_received``, replaced on that instance only). An SRTP packet whose SSRC
-(clear text in the SRTP header) belongs to a kind with no subscriber is unprotected, its fixed
-header read, and counted right there: packets, payload bytes, complete frames (video: a run of
-consecutive sequence numbers ending with the marker bit; audio: every packet), the bandwidth
+(clear text in the SRTP header) belongs to a :class:`Route` that does not want the full path
+is unprotected, its fixed header read, and counted right there: packets, payload bytes,
+complete frames (video: a run of consecutive sequence numbers ending with the marker bit, a
+keyframe when its first packet starts a VP8 keyframe; audio: every packet), an ``on_rtp``
 meter, and aiortc's own per-SSRC statistics, so its RTCP receiver reports (loss, jitter,
-highest sequence) go on unchanged. Everything else (DTLS, STUN, RTCP, RTX, unknown SSRCs, any
-kind with a subscriber) goes to aiortc as before.
+highest sequence) and ``getStats`` go on unchanged. Everything else (DTLS, STUN, RTCP, RTX,
+unknown SSRCs, a route that wants the full path) goes to aiortc as before.
 
-What the lean path does not do, for a kind nobody receives: NACKs (there is nobody to repair
-frames for), PLIs, and REMB feedback (a publisher encoding on its own keeps its bitrate; shared
-media ignores REMB anyway). When the first subscriber attaches, the kind goes back to aiortc's
-path with a fresh NACK generator and jitter buffer, and the forwarding asks for a keyframe.
+What the lean path does not do: NACKs (there is no frame to repair), PLIs of its own, and REMB
+feedback. When a route starts wanting the full path (the server's first subscriber of a kind),
+it goes back to aiortc's with a fresh NACK generator (and ``restart``: a fresh jitter buffer).
 
 SSRCs are learned from aiortc's path (the first packets of each kind take it), so routing stays
 aiortc's. The private attributes touched are checked by :func:`leanable` before anything is
-replaced; an aiortc without them simply keeps its own path.
+replaced; an aiortc without them simply keeps its own path. Used by the room server's publish
+legs (``bot.server.media``) and by the SDK's subscribe legs with a discarding sink
+(``bot.rtc.peer``).
 """
 
 from __future__ import annotations
@@ -35,8 +38,6 @@ from typing import Any
 import pylibsrtp
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import is_rtcp
-
-from bot.server.bandwidth import RtpMeter
 
 _NTP_OFFSET_S = 2_208_988_800
 """Seconds from 1900 to 1970: arrival times in aiortc's clock (``clock.current_ms``, ms since
@@ -66,6 +67,33 @@ def leanable(receiver: RTCRtpReceiver) -> bool:
     )
 
 
+def _never() -> bool:
+    return False
+
+
+def vp8_starts_keyframe(packet: bytes, offset: int) -> bool:
+    """Whether the RTP payload at ``offset`` begins a VP8 keyframe: the payload descriptor
+    (RFC 7741 section 4.2) marks the start of partition 0 and the VP8 payload header's P bit
+    (RFC 6386 section 9.1) is clear. Anything else, or a truncated packet: False."""
+    try:
+        first = packet[offset]
+        if not first & 0x10 or first & 0x0F:
+            return False
+        pos = offset + 1
+        if first & 0x80:
+            extension = packet[pos]
+            pos += 1
+            if extension & 0x80:  # PictureID, 7 or 15 bits
+                pos += 2 if packet[pos] & 0x80 else 1
+            if extension & 0x40:  # TL0PICIDX
+                pos += 1
+            if extension & 0x30:  # TID/KEYIDX
+                pos += 1
+        return not packet[pos] & 0x01
+    except IndexError:
+        return False
+
+
 class _Position:
     """What aiortc's ``StreamStatistics.add`` reads of a packet."""
 
@@ -77,26 +105,37 @@ class _Position:
 
 
 class Route:
-    """One received kind of one publish leg: its counters, meter and receiver."""
+    """One received kind of one leg: where its counts go, and whether it wants the full path.
+
+    ``counters`` has ``packets``, ``bytes`` and ``frames`` (``bytes`` None: not counted);
+    ``on_rtp(ssrc, seq, timestamp, arrival_ms, size)`` meters every packet; ``wants_full()``
+    says, per packet, that the kind must go through aiortc's path now; ``on_frame(keyframe)``
+    hears every complete frame; ``restart`` runs when the kind goes back to aiortc's path.
+    """
 
     def __init__(
         self,
         kind: str,
         receiver: RTCRtpReceiver,
-        received: Any,
-        meter: RtpMeter | None,
-        subscribed: Callable[[], bool],
+        counters: Any,
+        *,
+        on_rtp: Callable[[int, int, int, float, int], None] | None = None,
+        wants_full: Callable[[], bool] | None = None,
         restart: Callable[[], None] | None = None,
+        on_frame: Callable[[bool], None] | None = None,
     ) -> None:
         self.kind = kind
         self.receiver = receiver
-        self.received = received
-        self.meter = meter
-        self.subscribed = subscribed
+        self.counters = counters
+        self.on_rtp = on_rtp
+        self.wants_full = wants_full or _never
         self._restart = restart
+        self._on_frame = on_frame
         self._video = kind == "video"
         self._next_seq: int | None = None
         self._frame_whole = False
+        self._at_start = False
+        self._frame_key = False
         self._position = _Position()
         self._stats: dict[int, Any] = getattr(receiver, _STREAMS)
         self.lean = False
@@ -115,21 +154,29 @@ class Route:
             return
         seq = int.from_bytes(plain[2:4])
         timestamp = int.from_bytes(plain[4:8])
-        received = self.received
-        received.packets += 1
-        received.bytes += size
+        counters = self.counters
+        counters.packets += 1
+        if counters.bytes is not None:
+            counters.bytes += size
         if self._video:
-            if seq != self._next_seq:
-                self._frame_whole = False
-            if plain[1] & 0x80:
+            if seq != self._next_seq:  # a gap: this frame is broken, wait for its end
+                self._frame_whole = self._at_start = False
+            if self._at_start:  # the first packet of a frame following a complete one
+                self._frame_key = vp8_starts_keyframe(plain, header)
+                self._at_start = False
+            if plain[1] & 0x80:  # the marker: the last packet of a frame
                 if self._frame_whole:
-                    received.frames += 1
-                self._frame_whole = True  # the next packet starts a frame
+                    counters.frames += 1
+                    if self._on_frame is not None:
+                        self._on_frame(self._frame_key)
+                self._frame_whole = self._at_start = True
             self._next_seq = (seq + 1) & 0xFFFF
         else:
-            received.frames += 1
-        if self.meter is not None:
-            self.meter.on_rtp(ssrc, seq, timestamp, arrival_ms, size)
+            counters.frames += 1
+            if self._on_frame is not None:
+                self._on_frame(True)
+        if self.on_rtp is not None:
+            self.on_rtp(ssrc, seq, timestamp, arrival_ms, size)
         stats = self._stats.get(ssrc)
         if stats is not None:
             position = self._position
@@ -142,7 +189,7 @@ class Route:
         so the gap is neither NACKed nor held in the jitter buffer."""
         self.lean = False
         self._next_seq = None
-        self._frame_whole = False
+        self._frame_whole = self._at_start = False
         nack = getattr(self.receiver, _NACK)
         if nack is not None:  # video only
             nack.max_seq = None
@@ -190,7 +237,7 @@ class RtpIntake:
         srtp = dtls._rx_srtp
         if route is None or srtp is None:
             return False
-        if route.subscribed():
+        if route.wants_full():
             if route.lean:
                 route.resume()
             return False
