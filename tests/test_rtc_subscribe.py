@@ -220,6 +220,52 @@ async def test_discard_sink_decodes_nothing_and_stats_cover_every_leg(
     await a.disconnect()
 
 
+async def test_a_discarding_leg_counts_on_the_lean_intake_as_aiortcs_path_would(
+    room_server: RoomServer, room: dict[str, Any]
+) -> None:
+    room_id = str(room["room_id"])
+    a, stream_id = await publisher(room_server, room_id, "alice")
+    lean, rec = await subscriber(room_server, room_id, "lean", subscribe="all")
+    full = EnxRtc(label="full", subscribe="all")
+    full._lean_receive = False  # before its legs exist: aiortc's whole receive path
+    rec_full = Recorder(full)
+    await full.join_room(room_server.mint_token(room_id, name="full"), NO_MEDIA)
+    for r in (rec, rec_full):
+        await r.wait_for("on_subscribed_stream")
+    leg, full_leg = lean._subscriptions[stream_id].leg, full._subscriptions[stream_id].leg
+    assert leg.intake is not None and full_leg.intake is None
+    await asyncio.sleep(1.0)
+    before = {k: (leg.counters(k).frames, full_leg.counters(k).frames) for k in ("audio", "video")}  # type: ignore[union-attr]
+    lean_before, t0 = leg.intake.lean_packets, time.monotonic()
+    await asyncio.sleep(2.0)
+    span = time.monotonic() - t0
+    lean_packets = leg.intake.lean_packets - lean_before
+    rates = {
+        k: (
+            (leg.counters(k).frames - before[k][0]) / span,  # type: ignore[union-attr]
+            (full_leg.counters(k).frames - before[k][1]) / span,  # type: ignore[union-attr]
+        )
+        for k in ("audio", "video")
+    }
+    print(f"\nlean packets {lean_packets} in {span:.1f} s; frames/s lean vs aiortc: {rates}")
+    assert lean_packets > 100
+    for kind, (lean_rate, full_rate) in rates.items():
+        expected = FPS if kind == "video" else 50
+        assert abs(lean_rate - expected) <= expected * 0.15 and abs(lean_rate - full_rate) <= expected * 0.15
+    # keyframes are recognised in the RTP payload: a PLI brings one, counted on the lean path
+    keyframes = leg.counters("video").keyframes  # type: ignore[union-attr]
+    await asyncio.sleep(0.4)  # past the server's keyframe-request throttle
+    leg.request_keyframe()
+    await eventually(lambda: leg.counters("video").keyframes > keyframes, within=2, what="a keyframe")  # type: ignore[union-attr]
+    # getStats and the receiver reports go on: no loss, jitter measured
+    (sub,) = (await lean.stats())["subscriptions"]
+    assert sub["video"]["packetsReceived"] > 50 and sub["video"]["packetsLost"] == 0
+    assert sub["audio"]["jitter"] is not None and sub["audio"]["jitter"] < 0.1
+    assert leg.sink.stats()["video"]["frames"] == leg.counters("video").frames  # type: ignore[union-attr]
+    for rtc in (lean, full, a):
+        await rtc.disconnect()
+
+
 async def test_record_sink_from_the_factory_writes_a_playable_webm(
     room_server: RoomServer, room: dict[str, Any], tmp_path: Path
 ) -> None:

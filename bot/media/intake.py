@@ -47,10 +47,17 @@ _NACK = "_RTCRtpReceiver__nack_generator"
 _JITTER = "_RTCRtpReceiver__jitter_buffer"
 _STREAMS = "_RTCRtpReceiver__remote_streams"
 _RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+_CODECS = "_RTCRtpReceiver__codecs"
 
 
 def _ice_connection(receiver: RTCRtpReceiver) -> Any:
     return getattr(getattr(receiver.transport, "transport", None), "_connection", None)
+
+
+def codec_of(receiver: RTCRtpReceiver, payload_type: int) -> str:
+    """The negotiated codec of a payload type on this receiver (``video/vp8``), or ''."""
+    codec = getattr(receiver, _CODECS, {}).get(payload_type)
+    return "" if codec is None else str(codec.mimeType).lower()
 
 
 def leanable(receiver: RTCRtpReceiver) -> bool:
@@ -62,6 +69,7 @@ def leanable(receiver: RTCRtpReceiver) -> bool:
         and hasattr(receiver.transport, "_rx_srtp")
         and isinstance(getattr(receiver, _STREAMS, None), dict)
         and isinstance(getattr(receiver, _RTX_SSRC, None), dict)
+        and isinstance(getattr(receiver, _CODECS, None), dict)
         and (nack is None or (hasattr(nack, "max_seq") and isinstance(getattr(nack, "missing", None), set)))
         and hasattr(getattr(receiver, _JITTER, None), "add")
     )
@@ -122,7 +130,7 @@ class Route:
         on_rtp: Callable[[int, int, int, float, int], None] | None = None,
         wants_full: Callable[[], bool] | None = None,
         restart: Callable[[], None] | None = None,
-        on_frame: Callable[[bool], None] | None = None,
+        on_frame: Callable[[bool, int], None] | None = None,
     ) -> None:
         self.kind = kind
         self.receiver = receiver
@@ -136,6 +144,7 @@ class Route:
         self._frame_whole = False
         self._at_start = False
         self._frame_key = False
+        self._frame_bytes = 0
         self._position = _Position()
         self._stats: dict[int, Any] = getattr(receiver, _STREAMS)
         self.lean = False
@@ -163,18 +172,20 @@ class Route:
                 self._frame_whole = self._at_start = False
             if self._at_start:  # the first packet of a frame following a complete one
                 self._frame_key = vp8_starts_keyframe(plain, header)
+                self._frame_bytes = 0
                 self._at_start = False
+            self._frame_bytes += size
             if plain[1] & 0x80:  # the marker: the last packet of a frame
                 if self._frame_whole:
                     counters.frames += 1
                     if self._on_frame is not None:
-                        self._on_frame(self._frame_key)
+                        self._on_frame(self._frame_key, self._frame_bytes)
                 self._frame_whole = self._at_start = True
             self._next_seq = (seq + 1) & 0xFFFF
         else:
             counters.frames += 1
             if self._on_frame is not None:
-                self._on_frame(True)
+                self._on_frame(True, size)
         if self.on_rtp is not None:
             self.on_rtp(ssrc, seq, timestamp, arrival_ms, size)
         stats = self._stats.get(ssrc)
@@ -207,6 +218,10 @@ class RtpIntake:
         """Packets counted on the lean path (the room view shows it)."""
         self._installed: list[tuple[Any, Callable[[bytes, int], None]]] = []
         self._srtp: Any = None
+
+    @property
+    def installed(self) -> bool:
+        return bool(self._installed)
 
     def learn(self, ssrc: int, route: Route) -> None:
         """A primary (not RTX) SSRC seen on aiortc's path, and the kind it carries."""

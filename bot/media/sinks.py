@@ -170,7 +170,26 @@ class _Sink:
 
 
 class DiscardSink(_Sink):
-    """Counts frames, bytes and keyframes (as the caller flags them) per kind; keeps nothing."""
+    """Counts frames, bytes and keyframes (as the caller flags them) per kind; keeps nothing.
+
+    It needs no frame (``needs_frames`` is False): a subscribe leg feeding it may count on the
+    lean intake (:mod:`bot.media.intake`) and call :meth:`tally` instead of :meth:`write`, with
+    each frame's RTP payload size (its bytes then include the VP8 payload descriptors, a few
+    bytes per packet)."""
+
+    needs_frames = False
+
+    def tally(self, kind: Kind, size: int, keyframe: bool) -> None:
+        """One frame that was counted, never reassembled."""
+        counts = self._counts.get(kind)
+        if counts is None:
+            return
+        with self._lock:
+            counts.frames += 1
+            counts.bytes += size
+            counts.keyframes += keyframe
+            if self._closed:
+                counts.dropped += 1
 
     def write(
         self, kind: Kind, codec: str, data: bytes, timestamp: int, clock_rate: int, keyframe: bool

@@ -231,6 +231,7 @@ class EnxRtc:
         self._declined: set[int] = set()
         """Streams given up by :meth:`unsubscribe`: the automatic modes leave them alone."""
         self._tap_receivers = True  # tests turn it off to exercise the fallback
+        self._lean_receive = True  # tests and benchmarks turn it off to compare
         self._warned: set[str] = set()
         self._stats_task: asyncio.Task[None] | None = None
         self._sources: dict[MediaKind, MediaStreamTrack | None] = {
@@ -1021,6 +1022,7 @@ class EnxRtc:
             force_turn=self._room_info.force_turn,
             on_failed=leg_failed,
             tap=self._tap_receivers,
+            lean=self._lean_receive,
             rate_window_s=self._rate_window_s,
             log=self._log.bind(stream_id=stream.id),
         )

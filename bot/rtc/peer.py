@@ -51,6 +51,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from bot.media.bitstream import is_keyframe
 from bot.media.fanout import PacketStream
+from bot.media.intake import Route, RtpIntake, codec_of, leanable
 from bot.media.sinks import EncodedSink
 from bot.proto import Candidate, IceServer
 from bot.proto.events import MediaKind
@@ -617,6 +618,9 @@ class PublishLeg(_Leg):
 # --------------------------------------------------------------------------- subscribe
 
 _DECODER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
+_LEAN_CODECS = ("video/vp8", "audio/opus")
+"""What the lean intake counts on a subscribe leg (it recognises VP8 keyframes; Opus packets
+are frames)."""
 
 
 class _FrameTap(queue.Queue[Any]):
@@ -676,12 +680,18 @@ class _Receiving:
     # -- installing (before the receiver starts: setRemoteDescription starts nothing, but
     # -- ICE+DTLS completion does)
 
-    def install(self, tap: bool) -> bool:
+    def install(self, tap: bool, intake: RtpIntake | None = None) -> bool:
         """Meter RTP on this receiver and, with ``tap``, take its encoded frames; returns
-        whether frames are tapped (else the leg decodes them with :meth:`read`)."""
+        whether frames are tapped (else the leg decodes them with :meth:`read`). With
+        ``intake`` (a sink that needs no frame), VP8 and Opus are counted on the lean intake
+        once their first packet has come through aiortc's path."""
         handle_rtp = getattr(self.receiver, "_handle_rtp_packet", None)
         if callable(handle_rtp):
             counters = self.counters
+            receiver = self.receiver
+            route = None
+            if intake is not None and leanable(receiver):
+                route = Route(self.kind, receiver, counters, on_frame=self._on_lean_frame)
 
             async def metered(packet: Any, arrival_time_ms: int) -> None:
                 counters.packets += 1
@@ -693,6 +703,15 @@ class _Receiving:
                     self._keyframe_pending = False
                     self._send_pli()
                 await handle_rtp(packet, arrival_time_ms=arrival_time_ms)
+                if (
+                    route is not None
+                    and intake is not None
+                    and packet.ssrc not in intake.routes
+                    and codec_of(receiver, packet.payload_type) in _LEAN_CODECS
+                ):
+                    intake.learn(packet.ssrc, route)
+                    if not intake.installed:
+                        intake.install(receiver)
 
             self.receiver._handle_rtp_packet = metered  # type: ignore[method-assign]
         else:
@@ -728,6 +747,21 @@ class _Receiving:
             if not self._sink_failed_logged:
                 self._sink_failed_logged = True
                 self._log.exception("sink_write_failed", kind=self.kind, sink=type(self.sink).__name__)
+
+    def _on_lean_frame(self, keyframe: bool, size: int) -> None:
+        """One frame counted on the lean intake (``counters.frames`` is already counted)."""
+        counters = self.counters
+        now = time.monotonic()
+        if counters.first_frame_at is None:
+            counters.first_frame_at = now
+        if keyframe:
+            counters.keyframes += 1
+            counters.last_keyframe_at = now
+            if counters.first_keyframe_at is None:
+                counters.first_keyframe_at = now
+        tally = getattr(self.sink, "tally", None)
+        if callable(tally):
+            tally(self.kind, size, keyframe)
 
     # -- keyframes
 
@@ -804,6 +838,12 @@ class SubscribeLeg(_Leg):
 
     :meth:`request_keyframe` sends the publisher's side a PLI (the sink's
     ``request_keyframe``; the SDK also asks once when the leg becomes ready).
+
+    **A sink that needs no frame** (``needs_frames = False``: ``DiscardSink``) gets less still:
+    once the first VP8/Opus packet of a kind came through aiortc's path, that kind is counted
+    on the lean intake (:mod:`bot.media.intake`: packets, bytes, frames and keyframes from the
+    RTP headers, the receiver-report statistics kept; no jitter buffer, no NACK) and the sink
+    hears ``tally`` per frame instead of ``write``. ``lean=False`` keeps aiortc's path.
     """
 
     role = "subscribe"
@@ -817,11 +857,16 @@ class SubscribeLeg(_Leg):
         force_turn: bool = False,
         on_failed: Callable[[str], None] | None = None,
         tap: bool = True,
+        lean: bool = True,
         rate_window_s: float = DEFAULT_WINDOW_S,
         log: Any = None,
     ) -> None:
         super().__init__(ice_servers=ice_servers, force_turn=force_turn, on_failed=on_failed, log=log)
         self.sink = sink
+        self.intake: RtpIntake | None = (
+            RtpIntake() if tap and lean and getattr(sink, "needs_frames", True) is False else None
+        )
+        """The lean intake, for a sink that needs no frame (:mod:`bot.media.intake`)."""
         self._receiving: dict[MediaKind, _Receiving] = {}
         for kind in KINDS:
             if kind not in kinds:
@@ -829,7 +874,7 @@ class SubscribeLeg(_Leg):
             transceiver = self._pc.addTransceiver(kind, direction="recvonly")
             transceiver.setCodecPreferences(_receive_codecs(kind))
             receiving = _Receiving(kind, transceiver.receiver, sink, self._log)
-            receiving.install(tap)
+            receiving.install(tap, self.intake)
             self._receiving[kind] = receiving
         self.tapped = bool(self._receiving) and all(r.tapped for r in self._receiving.values())
         created = time.monotonic()
@@ -903,6 +948,8 @@ class SubscribeLeg(_Leg):
     async def close(self) -> None:
         """Close the connection, then the sink (on a worker thread: a recording flushes).
         Idempotent."""
+        if self.intake is not None:
+            self.intake.uninstall()
         await self._close_pc()
         for receiving in self._receiving.values():
             await receiving.stop()
