@@ -575,3 +575,22 @@ async def test_the_full_intake_counts_the_same_without_the_lean_path(peer: Peer)
     span = t1[0] - t0[0]
     frames = (t1[1]["received"]["video"]["frames"] - t0[1]["received"]["video"]["frames"]) / span
     assert 0.85 * FPS <= frames <= 1.15 * FPS
+
+
+def test_vp8_keyframes_are_recognised_in_rtp_payloads() -> None:
+    from aiortc.codecs.vpx import Vp8Encoder
+
+    from bot.media.intake import vp8_starts_keyframe
+
+    header = bytes(12)
+    for picture_id in (5, 300):  # a 7-bit and a 15-bit PictureID
+        key = Vp8Encoder._packetize(_keyframe(3000), picture_id)
+        delta = Vp8Encoder._packetize(_delta(3000), picture_id)
+        assert len(key) > 1 and len(delta) > 1
+        assert vp8_starts_keyframe(header + key[0], 12)
+        assert not any(vp8_starts_keyframe(header + p, 12) for p in key[1:])  # not a partition start
+        assert not any(vp8_starts_keyframe(header + p, 12) for p in delta)
+    # no extension byte at all: S=1, PID=0, then the VP8 header
+    assert vp8_starts_keyframe(header + b"\x10" + _keyframe(), 12)
+    assert not vp8_starts_keyframe(header + b"\x10" + _delta(), 12)
+    assert not vp8_starts_keyframe(header + b"\x90\x80", 12)  # truncated
