@@ -275,6 +275,9 @@ async def test_a_direct_sender_stops_while_its_gate_is_closed_and_resumes_on_a_k
             direct = leg.direct["video"]
             assert direct is not None
             await eventually(lambda: direct.frames_sent > 5, within=5, what="frames")
+            # the send-only leg's receiver keeps no REMB estimator (about 96 KiB each)
+            (transceiver,) = leg._pc.getTransceivers()
+            assert transceiver.receiver._RTCRtpReceiver__remote_bitrate_estimator is None  # type: ignore[attr-defined]
             leg.set_sending("video", False)
             await asyncio.sleep(0.1)
             stopped = direct.frames_sent

@@ -11,6 +11,7 @@ release renames it:
 
 - the selected ICE pair (aioice ``Connection._nominated``);
 - the VP8 encoder whose bitrate a room may cap (``RTCRtpSender.__encoder``);
+- a publish leg's unused receive-side REMB estimator (``RTCRtpReceiver.__remote_bitrate_estimator``);
 - a publish sender's keyframe hook (``RTCRtpSender._send_keyframe``, called on PLI/FIR), so a
   pre-encoded source (``bot.media.PacketTrack``) hears the media server's keyframe requests;
 - a shared source's senders, which :mod:`.direct` feeds without aiortc's per-packet task
@@ -118,6 +119,17 @@ def _answered_codec(answer: str, kind: str) -> str:
         return str(media[0].rtp.codecs[0].mimeType).lower() if media and media[0].rtp.codecs else ""
     except (ValueError, IndexError, AttributeError):
         return ""
+
+
+_REMB_ESTIMATOR_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"
+
+
+def _drop_receive_estimator(receiver: RTCRtpReceiver) -> None:
+    """aiortc gives every video transceiver's receiver a REMB estimator (1000 rate buckets,
+    about 96 KiB); a send-only leg's receiver never receives RTP, so this one is let go (the
+    receiver checks for None before using it)."""
+    if getattr(receiver, _REMB_ESTIMATOR_ATTR, None) is not None:
+        setattr(receiver, _REMB_ESTIMATOR_ATTR, None)
 
 
 class _Gate(MediaStreamTrack):
@@ -414,6 +426,7 @@ class PublishLeg(_Leg):
             mime = packet_mime_type(gate.source)
             transceiver = self._pc.addTransceiver(gate, direction="sendonly")
             transceiver.setCodecPreferences(_preferred(kind, mime))
+            _drop_receive_estimator(transceiver.receiver)
             self._senders[kind] = transceiver.sender
             if mime is not None:
                 self._packet_mime[kind] = mime
