@@ -210,14 +210,13 @@ class Route:
 
 
 class RtpIntake:
-    """The lean path of one publish leg (see the module docstring)."""
+    """The lean path of one leg's ICE connection (see the module docstring)."""
 
     def __init__(self) -> None:
         self.routes: dict[int, Route] = {}
         self.lean_packets = 0
-        """Packets counted on the lean path (the room view shows it)."""
+        """Packets counted on the lean path (the server's room view shows it per stream)."""
         self._installed: list[tuple[Any, Callable[[bytes, int], None]]] = []
-        self._srtp: Any = None
 
     @property
     def installed(self) -> bool:

@@ -11,7 +11,7 @@ release renames it:
 
 - the selected ICE pair (aioice ``Connection._nominated``);
 - the VP8 encoder whose bitrate a room may cap (``RTCRtpSender.__encoder``);
-- a publish leg's unused receive-side REMB estimator (``RTCRtpReceiver.__remote_bitrate_estimator``);
+- an unused receive-side REMB estimator (``RTCRtpReceiver.__remote_bitrate_estimator``);
 - a publish sender's keyframe hook (``RTCRtpSender._send_keyframe``, called on PLI/FIR), so a
   pre-encoded source (``bot.media.PacketTrack``) hears the media server's keyframe requests;
 - a shared source's senders, which :mod:`.direct` feeds without aiortc's per-packet task
@@ -126,8 +126,8 @@ _REMB_ESTIMATOR_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"
 
 def _drop_receive_estimator(receiver: RTCRtpReceiver) -> None:
     """aiortc gives every video transceiver's receiver a REMB estimator (1000 rate buckets,
-    about 96 KiB); a send-only leg's receiver never receives RTP, so this one is let go (the
-    receiver checks for None before using it)."""
+    about 96 KiB); a send-only leg's receiver never receives RTP, and a subscribe leg on the
+    lean intake sends no REMB, so theirs is let go (the receiver checks for None before use)."""
     if getattr(receiver, _REMB_ESTIMATOR_ATTR, None) is not None:
         setattr(receiver, _REMB_ESTIMATOR_ATTR, None)
 
@@ -723,6 +723,7 @@ class _Receiving:
                     and codec_of(receiver, packet.payload_type) in _LEAN_CODECS
                 ):
                     intake.learn(packet.ssrc, route)
+                    _drop_receive_estimator(receiver)  # lean from now on: no REMB to estimate
                     if not intake.installed:
                         intake.install(receiver)
 
