@@ -533,6 +533,18 @@ class _ListSink:
     def deliver(self, packet: Packet, keyframe: bool) -> None:
         self.got.append((time.monotonic(), packet, keyframe))
 
+    def failed(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _BrokenSink(_ListSink):
+    """Raises on its third packet."""
+
+    def deliver(self, packet: Packet, keyframe: bool) -> None:
+        super().deliver(packet, keyframe)
+        if len(self.got) == 3:
+            raise RuntimeError("broken sender")
+
 
 async def test_direct_sinks_get_each_packet_as_it_is_made_and_stop_the_encoder_when_gone() -> None:
     async with SyntheticVideoEncoder(160, 90, FPS, keyframe_interval=None, min_keyframe_gap=0) as encoder:
@@ -561,3 +573,15 @@ async def test_direct_sinks_get_each_packet_as_it_is_made_and_stop_the_encoder_w
         count = len(b.got)
         await asyncio.sleep(0.3)
         assert len(b.got) == count
+
+
+async def test_a_sink_that_raises_is_detached_and_the_others_go_on() -> None:
+    async with SyntheticVideoEncoder(160, 90, FPS, keyframe_interval=None, min_keyframe_gap=0) as encoder:
+        good, broken = _ListSink("video"), _BrokenSink("video")
+        encoder.attach(broken)
+        encoder.attach(good)
+        await asyncio.sleep(1.0)
+        assert len(broken.got) == 3 and isinstance(broken.error, RuntimeError)
+        assert encoder.subscribers == 1 and encoder.running and encoder.error is None
+        assert len(good.got) > 10
+        encoder.detach(good)

@@ -64,7 +64,12 @@ class PacketSink(Protocol):
     kind: Kind
 
     def deliver(self, packet: Packet, keyframe: bool) -> None:
-        """One packet, in the producing task; must return at once."""
+        """One packet, in the producing task; must return at once and should not raise."""
+        ...
+
+    def failed(self, error: BaseException) -> None:
+        """``deliver`` raised ``error``: the sink has been detached (the stream and its other
+        subscribers go on)."""
         ...
 
 
@@ -328,8 +333,16 @@ class PacketStream:
         self.packets_published += 1
         for track in self._subscribers:
             track._push(packet, keyframe)
+        broken: list[tuple[PacketSink, Exception]] = []
         for sink in self._sinks:
-            sink.deliver(packet, keyframe)
+            try:
+                sink.deliver(packet, keyframe)
+            except Exception as exc:  # one bot's sender must not stop everybody's media
+                broken.append((sink, exc))
+        for sink, error in broken:
+            log.error("packet_sink_failed: %s: %s", type(sink).__name__, error, exc_info=error)
+            self.detach(sink)
+            sink.failed(error)
 
     def _end_subscribers(self) -> None:
         """The stream has ended (a file played once): end every current subscriber (a sink

@@ -236,6 +236,11 @@ class DirectSender:
             await self._dtls._send_rtp(packet.serialize(self._map))
             self.retransmitted += 1
 
+    def failed(self, error: BaseException) -> None:
+        """The stream detached us after ``deliver`` raised: end this sender's run (its leg's
+        media stops; the leg's watchdog and the room see it)."""
+        self._finish(error)
+
     def _finish(self, error: BaseException | None = None) -> None:
         self.error = error
         if not self.done.done():
