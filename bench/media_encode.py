@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,33 @@ async def wait_connected(pcs: list[Any], within: float = 20.0) -> None:
             states = [pc.connectionState for pc in pcs]
             raise TimeoutError(f"not all connected: {states}")
         await asyncio.sleep(0.05)
+
+
+async def measure_window(
+    n: int, window: float, frames: Callable[[], int], packets_sent: Callable[[], Awaitable[int]], shared: Any
+) -> None:
+    """The sender process's CPU, video frames and RTP packets over ``window`` seconds: emitted."""
+
+    def encoded() -> int:
+        return sum(getattr(s, "frames_encoded", 0) for s in shared.streams) if shared else 0
+
+    p0 = await packets_sent()
+    f0, c0, t0, e0 = frames(), time.process_time(), time.monotonic(), encoded()
+    await asyncio.sleep(window)
+    c1, t1, f1, e1 = time.process_time(), time.monotonic(), frames(), encoded()
+    p1 = await packets_sent()
+    wall = t1 - t0
+    emit(
+        {
+            "result": {
+                "cpu_pct": 100 * (c1 - c0) / wall,
+                "fps": (f1 - f0) / wall / n,
+                "rtp_pps": (p1 - p0) / wall,
+                "shared_encodes_per_s": (e1 - e0) / wall,
+                "wall": wall,
+            }
+        }
+    )
 
 
 # --- sender process ------------------------------------------------------------------------------
@@ -127,25 +155,7 @@ async def run_sender(mode: str, n: int, warmup: float, window: float) -> None:
                     total += stat.packetsSent
         return total
 
-    p0 = await packets_sent()
-    f0, c0, t0 = frames(), time.process_time(), time.monotonic()
-    encoded0 = sum(getattr(s, "frames_encoded", 0) for s in shared.streams) if shared else 0
-    await asyncio.sleep(window)
-    c1, t1, f1 = time.process_time(), time.monotonic(), frames()
-    encoded1 = sum(getattr(s, "frames_encoded", 0) for s in shared.streams) if shared else 0
-    p1 = await packets_sent()
-    wall = t1 - t0
-    emit(
-        {
-            "result": {
-                "cpu_pct": 100 * (c1 - c0) / wall,
-                "fps": (f1 - f0) / wall / n,
-                "rtp_pps": (p1 - p0) / wall,
-                "shared_encodes_per_s": (encoded1 - encoded0) / wall,
-                "wall": wall,
-            }
-        }
-    )
+    await measure_window(n, window, frames, packets_sent, shared)
     await read_json(stdin)  # "stop"
     for pc in pcs:
         await pc.close()
@@ -179,25 +189,7 @@ async def run_direct(stdin: Any, shared: Any, spec: Any, n: int, warmup: float, 
             total += sum((await leg.sent_packets()).values())
         return total
 
-    p0 = await packets_sent()
-    f0, c0, t0 = frames(), time.process_time(), time.monotonic()
-    encoded0 = sum(getattr(s, "frames_encoded", 0) for s in shared.streams)
-    await asyncio.sleep(window)
-    c1, t1, f1 = time.process_time(), time.monotonic(), frames()
-    encoded1 = sum(getattr(s, "frames_encoded", 0) for s in shared.streams)
-    p1 = await packets_sent()
-    wall = t1 - t0
-    emit(
-        {
-            "result": {
-                "cpu_pct": 100 * (c1 - c0) / wall,
-                "fps": (f1 - f0) / wall / n,
-                "rtp_pps": (p1 - p0) / wall,
-                "shared_encodes_per_s": (encoded1 - encoded0) / wall,
-                "wall": wall,
-            }
-        }
-    )
+    await measure_window(n, window, frames, packets_sent, shared)
     await read_json(stdin)  # "stop"
     for leg in legs:
         await leg.close()

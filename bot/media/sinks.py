@@ -194,15 +194,7 @@ class DiscardSink(_Sink):
     def write(
         self, kind: Kind, codec: str, data: bytes, timestamp: int, clock_rate: int, keyframe: bool
     ) -> None:
-        counts = self._counts.get(kind)
-        if counts is None:
-            return
-        with self._lock:
-            counts.frames += 1
-            counts.bytes += len(data)
-            counts.keyframes += keyframe
-            if self._closed:
-                counts.dropped += 1
+        self.tally(kind, len(data), keyframe)
 
     def close(self) -> None:
         self._closed = True
