@@ -150,9 +150,9 @@ class Result:
 
 
 class Server:
-    def __init__(self, extra: list[str] | None = None) -> None:
+    def __init__(self, extra: list[str] | None = None, port: int | None = None) -> None:
         self.extra = extra or []
-        self.port = free_port()
+        self.port = port or free_port()
         self.api = f"http://127.0.0.1:{self.port}/video/v2"
         self.proc: asyncio.subprocess.Process | None = None
         self.http: aiohttp.ClientSession | None = None
