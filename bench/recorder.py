@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -28,21 +26,12 @@ from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
-APP_ID, APP_KEY = "bench", "bench-key-0123456789abcdef"
-AUTH = {"Authorization": "Basic " + base64.b64encode(f"{APP_ID}:{APP_KEY}".encode()).decode()}
-TICKS = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from single_bot import APP_ID, APP_KEY, ROOT, cpu_seconds, free_port
 
+from bot.agent.tokens import basic_auth
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+AUTH = basic_auth(APP_ID, APP_KEY)
 
 
 async def spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:

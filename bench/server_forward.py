@@ -27,7 +27,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import statistics
 import sys
 import time
@@ -41,22 +40,12 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bot.media import SyntheticVideoTrack, ToneAudioTrack
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from single_bot import ROOT, cpu_seconds, free_port
+
 APP_ID, APP_KEY = "bench", "bench-key-0123456789abcdef0123456789abcdef"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{APP_ID}:{APP_KEY}".encode()).decode()}
-TICKS = os.sysconf("SC_CLK_TCK")
 END_MARKER = {"sdpMLineIndex": -1, "sdpMid": "end", "candidate": "end"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 # --------------------------------------------------------------------------- the server (child)
