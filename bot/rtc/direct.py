@@ -38,6 +38,7 @@ from aioice.ice import StunProtocol
 from aiortc import RTCRtpSender
 from aiortc.clock import current_ntp_time
 from aiortc.codecs import get_encoder
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import random_sequence_number
 from aiortc.rtp import HeaderExtensions, RtpPacket, wrap_rtx
@@ -46,6 +47,7 @@ from aiortc.utils import random32
 from bot.media.fanout import Packet, PacketStream
 
 _HEADER = struct.Struct("!BBHII")
+_DTLS_CONNECTED = DtlsState.CONNECTED
 _HISTORY = 128  # aiortc's RTP_HISTORY_SIZE
 _SENTINEL = b"\xab\xcd\xef"  # where the abs-send-time bytes go in the extension template
 _P = "_RTCRtpSender__"
@@ -80,6 +82,7 @@ def eligible(sender: RTCRtpSender) -> bool:
         and callable(getattr(state[f"{_P}rtp_header_extensions_map"], "set", None))
         and callable(getattr(sender, "_retransmit", None))
         and hasattr(sender.transport, "_tx_srtp")
+        and isinstance(getattr(sender.transport, "_state", None), DtlsState)
         and isinstance(getattr(_ice_connection(sender), "_nominated", None), dict)
     )
 
@@ -182,7 +185,7 @@ class DirectSender:
             if not keyframe:
                 return
             self._awaiting_keyframe = False
-        if self._dtls.state != "connected":
+        if self._dtls._state is not _DTLS_CONNECTED:  # per frame: not the ``state`` string
             self._finish()
             return
         packed = self._packed.pack(packet)
