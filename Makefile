@@ -4,12 +4,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean
+LOCKS := requirements.lock requirements-test.lock
+UPGRADE_VENV ?= .venv-upgrade
 
-$(STAMP): pyproject.toml
+.PHONY: run test lint venv clean upgrade-check
+
+# Installs exactly the locked versions (what CI tests); `python deploy/lock.py` rewrites the locks.
+$(STAMP): pyproject.toml $(LOCKS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet $(addprefix -c ,$(LOCKS)) -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -26,5 +30,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check bot tests bench
 	$(BIN)/ruff format --check bot tests bench
 
+# Not in CI: the newest versions pyproject allows, in a scratch venv, against the fast-path canary
+# (tests/webrtc). Green means the ranges can move; then rewrite the locks and run `make test`.
+upgrade-check:
+	rm -rf $(UPGRADE_VENV)
+	$(PYTHON) -m venv $(UPGRADE_VENV)
+	$(UPGRADE_VENV)/bin/pip install --quiet --upgrade pip
+	$(UPGRADE_VENV)/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[test]'
+	$(UPGRADE_VENV)/bin/pip list --format=freeze | grep -iE '^(aiortc|aioice|av|pylibsrtp)=='
+	$(UPGRADE_VENV)/bin/python -m pytest -q tests/webrtc
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(UPGRADE_VENV) .pytest_cache build *.egg-info

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from conftest import RawClient, envelope_of
@@ -33,24 +32,10 @@ Connect = Callable[[], Awaitable[RawClient]]
 Peer = Callable[[], RTCPeerConnection]
 
 
-def _traces() -> Path | None:
-    for base in (
-        Path(__file__).resolve().parents[2] / "shared" / "traces",
-        Path("/work/shared/traces"),
-    ):
-        if (base / FULL).is_file() and (base / RECONNECT).is_file():
-            return base
-    return None
-
-
-TRACES = _traces()
-pytestmark = pytest.mark.skipif(
-    TRACES is None, reason="EnableX traces not found in ../shared/traces nor /work/shared/traces"
-)
+TRACES = Path(__file__).resolve().parent / "fixtures" / "traces"  # tests/fixtures/README.md
 
 
 def _load(name: str) -> list[dict[str, Any]]:
-    assert TRACES is not None
     with (TRACES / name).open() as f:
         return [json.loads(line) for line in f if line.strip()]
 

@@ -12,20 +12,11 @@ import pytest
 from bot import proto
 from bot.proto import ErrorCode, RemoteProtocolError, TokenError
 
-TRACES = [
-    p
-    for p in (
-        Path(__file__).resolve().parents[2] / "shared" / "traces",
-        Path("/work/shared/traces"),
-    )
-    if p.is_dir()
-]
+TRACES = Path(__file__).resolve().parent / "fixtures" / "traces"  # tests/fixtures/README.md
 
 
 def trace_lines(name: str) -> list[dict]:
-    if not TRACES:
-        pytest.skip("shared/traces is not beside the repo: the official client's recordings are needed")
-    with open(TRACES[0] / name) as fh:
+    with open(TRACES / name) as fh:
         return [json.loads(line) for line in fh]
 
 

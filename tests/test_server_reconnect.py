@@ -21,7 +21,7 @@ import pytest
 import structlog.testing
 from aiortc import RTCPeerConnection
 from conftest import APP_ID, APP_KEY, RawClient, token_payload
-from test_conformance_trace import RECONNECT, TRACES, Replay, _load, _remote
+from test_conformance_trace import RECONNECT, Replay, _load, _remote
 
 from bot.proto import ErrorCode
 from bot.server import RoomServer, serve
@@ -221,7 +221,6 @@ async def test_drop_endpoint_needs_auth_and_a_connected_client(
     assert (await _post(f"{base}/{room_id}/clients/{alice.client_id}/drop"))[0] == 404  # already away
 
 
-@pytest.mark.skipif(TRACES is None, reason="EnableX traces not found")
 async def test_reconnect_trace_over_a_real_drop_restores_the_participant(
     graceful: RoomServer, clients: list[RawClient], peer: Peer
 ) -> None:
