@@ -47,9 +47,22 @@ from .events import (
     UserInfo,
     UserMuteChanged,
 )
+from .session import (
+    CLIENT,
+    IN_ROOM,
+    PARTICIPANT,
+    ParticipantPhase,
+    Phase,
+    PhaseError,
+    PhaseMachine,
+    Trigger,
+)
 from .token import TokenEnvelope, decode_token, mint_token, read_claims, redact, verify_token_id
 
 __all__ = [
+    "CLIENT",
+    "IN_ROOM",
+    "PARTICIPANT",
     "Ack",
     "ActiveTalkersUpdated",
     "Answer",
@@ -66,6 +79,10 @@ __all__ = [
     "MediaEngineConnecting",
     "Offer",
     "OtherMessage",
+    "ParticipantPhase",
+    "Phase",
+    "PhaseError",
+    "PhaseMachine",
     "ProtocolError",
     "PublishRequest",
     "Ready",
@@ -82,6 +99,7 @@ __all__ = [
     "TokenEnvelope",
     "TokenError",
     "TokenRequest",
+    "Trigger",
     "UnknownEvent",
     "UnpublishRequest",
     "UnsubscribeRequest",
