@@ -90,14 +90,17 @@ def open_media(
 # Shared media: encode once per process, or send a pre-encoded file, to many bots (appended here
 # so the import block above stays as it is).
 from .encoded import EncodedFileSource  # noqa: E402
-from .fanout import PacketSink, PacketStream, PacketTrack  # noqa: E402
+from .fanout import Kind, Packet, PacketSink, PacketStream, PacketTrack, QueuedPacketTrack  # noqa: E402
 from .shared import SharedEncoder, SharedMedia, SyntheticVideoEncoder, ToneAudioEncoder  # noqa: E402
 
 __all__ += [
     "EncodedFileSource",
+    "Kind",
+    "Packet",
     "PacketSink",
     "PacketStream",
     "PacketTrack",
+    "QueuedPacketTrack",
     "SharedEncoder",
     "SharedMedia",
     "SyntheticVideoEncoder",

@@ -4,7 +4,7 @@ Nothing here opens a socket or touches asyncio; the client (``bot.rtc``) and the
 (``bot.server``) both build on it, and its tests run without a network.
 """
 
-from .codec import decode_client, decode_server, encode, wire_name
+from .codec import CLIENT_EVENTS, SERVER_EVENTS, decode_client, decode_server, encode, wire_name
 from .errors import (
     ErrorCode,
     LocalProtocolError,
@@ -13,6 +13,7 @@ from .errors import (
     TokenError,
 )
 from .events import (
+    MUTE_EVENTS,
     Ack,
     ActiveTalkersUpdated,
     Answer,
@@ -25,6 +26,7 @@ from .events import (
     IceServer,
     LogClientEvent,
     MediaEngineConnecting,
+    MediaKind,
     Offer,
     OtherMessage,
     PublishRequest,
@@ -57,12 +59,28 @@ from .session import (
     PhaseMachine,
     Trigger,
 )
-from .token import TokenEnvelope, decode_token, mint_token, read_claims, redact, verify_token_id
+from .token import (
+    QUALITIES,
+    ROLES,
+    TOKEN_LIFETIME_S,
+    TokenEnvelope,
+    decode_token,
+    mint_token,
+    read_claims,
+    redact,
+    verify_token_id,
+)
 
 __all__ = [
     "CLIENT",
+    "CLIENT_EVENTS",
     "IN_ROOM",
+    "MUTE_EVENTS",
     "PARTICIPANT",
+    "QUALITIES",
+    "ROLES",
+    "SERVER_EVENTS",
+    "TOKEN_LIFETIME_S",
     "Ack",
     "ActiveTalkersUpdated",
     "Answer",
@@ -77,6 +95,7 @@ __all__ = [
     "LocalProtocolError",
     "LogClientEvent",
     "MediaEngineConnecting",
+    "MediaKind",
     "Offer",
     "OtherMessage",
     "ParticipantPhase",
