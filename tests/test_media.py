@@ -15,10 +15,11 @@ import av
 import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from structlog.testing import capture_logs
 
 from bot.media import (
     FileSource,
-    MediaError,
+    MediaSourceError,
     MediaSpec,
     SyntheticVideoTrack,
     ToneAudioTrack,
@@ -141,7 +142,7 @@ def test_video_size_and_rate_are_checked() -> None:
         ({"width": 64, "height": 40}, "too small"),
         ({"fps": 0}, "frame rate 0 is invalid"),
     ]:
-        with pytest.raises(MediaError, match=needle) as info:
+        with pytest.raises(MediaSourceError, match=needle) as info:
             SyntheticVideoTrack(**kwargs)  # type: ignore[arg-type]
         assert "\n" not in str(info.value)
 
@@ -188,9 +189,9 @@ async def test_silence_and_stop() -> None:
 
 
 def test_tone_parameters_are_checked() -> None:
-    with pytest.raises(MediaError, match="tone frequency 30000"):
+    with pytest.raises(MediaSourceError, match="tone frequency 30000"):
         ToneAudioTrack(30000)
-    with pytest.raises(MediaError, match="whole number of samples"):
+    with pytest.raises(MediaSourceError, match="whole number of samples"):
         ToneAudioTrack(440, sample_rate=44100, ptime_ms=7)
 
 
@@ -201,6 +202,13 @@ async def test_file_loops_with_steady_rate_and_rising_timestamps(
     media_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     threads = threading.active_count()
+    with capture_logs() as logs:
+        await _loop_and_close(media_dir, threads)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [e for e in logs if e["log_level"] in ("warning", "error", "critical")]
+
+
+async def _loop_and_close(media_dir: Path, threads: int) -> None:
     source = FileSource(str(media_dir / "av.webm"))
     assert source.has_audio and source.has_video
     audio, video = source.audio_track(), source.video_track()
@@ -236,7 +244,6 @@ async def test_file_loops_with_steady_rate_and_rising_timestamps(
     assert video.readyState == "ended"
     with pytest.raises(MediaStreamError):
         await video.recv()
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_file_without_loop_ends(media_dir: Path) -> None:
@@ -259,34 +266,35 @@ async def test_stopping_a_track_mid_recv_joins_its_thread(
     media_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     threads = threading.active_count()
-    source = FileSource(str(media_dir / "av.webm"))
-    audio = source.audio_track()
-    assert audio is not None
-    await audio.recv()
-    assert threading.active_count() == threads + 1
-    pending = asyncio.ensure_future(audio.recv())
-    await asyncio.sleep(0.005)
-    audio.stop()
-    with pytest.raises(MediaStreamError):
-        await pending
+    with capture_logs() as logs:
+        source = FileSource(str(media_dir / "av.webm"))
+        audio = source.audio_track()
+        assert audio is not None
+        await audio.recv()
+        assert threading.active_count() == threads + 1
+        pending = asyncio.ensure_future(audio.recv())
+        await asyncio.sleep(0.005)
+        audio.stop()
+        with pytest.raises(MediaStreamError):
+            await pending
     assert threading.active_count() == threads
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [e for e in logs if e["log_level"] in ("warning", "error", "critical")]
 
 
-async def test_file_vanishing_mid_play_ends_track_with_error(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_file_vanishing_mid_play_ends_track_with_error(tmp_path: Path) -> None:
     path = write_test_file(tmp_path / "gone.webm", audio=False)
     source = FileSource(str(path))
     video = source.video_track()
     assert video is not None
     path.unlink()
-    with pytest.raises(MediaStreamError):
+    with capture_logs() as logs, pytest.raises(MediaStreamError):
         await video.recv()
     error = video.error
-    assert isinstance(error, MediaError) and "gone.webm" in str(error)
+    assert isinstance(error, MediaSourceError) and "gone.webm" in str(error)
     assert video.readyState == "ended"
-    assert any(r.levelno == logging.ERROR for r in caplog.records)  # reported, not swallowed
+    failed = [e for e in logs if e["event"] == "media_file_failed"]  # reported, not swallowed
+    assert [e["log_level"] for e in failed] == ["error"] and "gone.webm" in failed[0]["error"]
     source.close()
 
 
@@ -302,7 +310,7 @@ def test_bad_files_give_one_line_errors(tmp_path: Path) -> None:
         (subtitles, "media file '.*subs.srt' has no audio or video stream"),
     ]
     for path, pattern in cases:
-        with pytest.raises(MediaError, match=pattern) as info:
+        with pytest.raises(MediaSourceError, match=pattern) as info:
             FileSource(str(path))
         assert "\n" not in str(info.value)
 
@@ -312,7 +320,7 @@ def test_unreadable_file(media_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "locked.webm"
     path.write_bytes((media_dir / "av.webm").read_bytes())
     path.chmod(0)
-    with pytest.raises(MediaError, match="is not readable"):
+    with pytest.raises(MediaSourceError, match="is not readable"):
         FileSource(str(path))
 
 
@@ -331,17 +339,25 @@ def test_open_media_file(media_dir: Path) -> None:
     spec = MediaSpec(kind="file", file=str(media_dir / "audio.ogg"))
     audio, video = open_media(spec, audio=True, video=True)
     assert audio is not None and audio.kind == "audio" and video is None  # publishes what exists
-    with pytest.raises(MediaError, match="has no video stream, only audio"):
+    with pytest.raises(MediaSourceError, match="has no video stream, only audio"):
         open_media(spec, audio=False, video=True)
     both = MediaSpec(kind="file", file=str(media_dir / "av.webm"))
     audio, video = open_media(both, audio=False, video=True)
     assert audio is None and video is not None and video.kind == "video"
-    with pytest.raises(MediaError, match="does not exist"):
+    with pytest.raises(MediaSourceError, match="does not exist"):
         open_media(MediaSpec(kind="file", file="nope.mp4"), audio=True, video=True)
 
 
 def test_media_spec_is_checked() -> None:
-    with pytest.raises(MediaError, match=r"media\.file is not set"):
+    with pytest.raises(MediaSourceError, match=r"media\.file is not set"):
         MediaSpec(kind="file")
-    with pytest.raises(MediaError, match="unknown"):
+    with pytest.raises(MediaSourceError, match="unknown"):
         MediaSpec(kind="camera")  # type: ignore[arg-type]
+
+
+def test_the_old_error_name_is_the_new_one() -> None:
+    """``MediaError`` stays importable for one release, as the same class."""
+    import bot.media
+
+    assert bot.media.MediaError is MediaSourceError and "MediaError" in bot.media.__all__
+    assert "MediaSourceError" in bot.media.__all__

@@ -17,8 +17,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bot.media import (
     EncodedFileSource,
-    MediaError,
+    Kind,
+    MediaSourceError,
     MediaSpec,
+    Packet,
     PacketTrack,
     SharedMedia,
     SyntheticVideoEncoder,
@@ -26,7 +28,6 @@ from bot.media import (
     ToneAudioEncoder,
     read_frame_counter,
 )
-from bot.media.fanout import Kind, Packet
 
 FPS = 15
 
@@ -488,7 +489,7 @@ def test_bad_files_fail_at_construction_with_one_line(
     tmp_path: Path, make: Callable[[Path], str], words: list[str]
 ) -> None:
     path = make(tmp_path)
-    with pytest.raises(MediaError) as info:
+    with pytest.raises(MediaSourceError) as info:
         EncodedFileSource(path)
     message = str(info.value)
     assert "\n" not in message and repr(path) in message
@@ -511,7 +512,7 @@ async def test_shared_media_gives_every_bot_tracks_of_one_source(tmp_path: Path)
         audio, video = media.tracks(file_spec, audio=True, video=True)
         assert audio is None and video is not None  # a video-only file publishes video
         assert media.video_track(file_spec).stream is video.stream  # type: ignore[union-attr]
-        with pytest.raises(MediaError, match="has no audio stream"):
+        with pytest.raises(MediaSourceError, match="has no audio stream"):
             media.tracks(file_spec, audio=True, video=False)
         a0, v0 = bots[0]
         assert a0 is not None and v0 is not None
@@ -519,7 +520,7 @@ async def test_shared_media_gives_every_bot_tracks_of_one_source(tmp_path: Path)
         assert len(media.streams) == 4
     with pytest.raises(MediaStreamError):
         await v0.recv()  # closing the registry ended its tracks
-    with pytest.raises(MediaError, match="closed"):
+    with pytest.raises(MediaSourceError, match="closed"):
         media.video_track(spec)
 
 

@@ -33,7 +33,8 @@ from bot.media import (
     DiscardSink,
     EncodedSink,
     FrameSink,
-    MediaError,
+    Kind,
+    MediaSourceError,
     RecordSink,
     SyntheticVideoTrack,
     ToneAudioTrack,
@@ -42,8 +43,7 @@ from bot.media import (
     read_frame_counter,
 )
 from bot.media.bitstream import h264_frame, h264_sps_size, opus_samples, vp8_keyframe_size
-from bot.media.fanout import Kind
-from bot.media.mux import ContainerFile, Timeline, recording_name, safe_name
+from bot.media.sinks.mux import ContainerFile, Timeline, recording_name, safe_name
 
 REPO = Path(__file__).resolve().parents[1]
 FPS = 15
@@ -485,12 +485,12 @@ def test_garbage_is_dropped_and_counted(tmp_path: Path, vp8: Media) -> None:
 
 
 def test_record_sink_checks_its_arguments(tmp_path: Path) -> None:
-    with pytest.raises(MediaError, match="rotation"):
+    with pytest.raises(MediaSourceError, match="rotation"):
         RecordSink(tmp_path, "x", rotate_s=0)
-    with pytest.raises(MediaError, match=r"H\.264"):
+    with pytest.raises(MediaSourceError, match=r"H\.264"):
         RecordSink(tmp_path, "x", h264_format="avi")  # type: ignore[arg-type]
     (tmp_path / "file").write_text("")
-    with pytest.raises(MediaError, match="directory"):
+    with pytest.raises(MediaSourceError, match="directory"):
         RecordSink(tmp_path / "file" / "sub", "x")
 
 

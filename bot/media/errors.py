@@ -8,9 +8,16 @@ and what to do about it.
 from __future__ import annotations
 
 
-class MediaError(Exception):
-    """A media source cannot be built or has failed. ``str()`` is a single line."""
+class MediaSourceError(Exception):
+    """A media source or sink cannot be built or has failed. ``str()`` is a single line.
+
+    Named apart from ``bot.rtc.MediaError`` (the SDK's publish failure, code 1160).
+    """
 
     def __init__(self, message: str) -> None:
         # Collapse whitespace so a multi-line reason from FFmpeg never breaks a log line.
         super().__init__(" ".join(message.split()))
+
+
+MediaError = MediaSourceError
+"""Old name of :class:`MediaSourceError`, kept for one release."""

@@ -24,8 +24,8 @@ import av.audio.stream
 import av.container
 import av.stream
 
-from .bitstream import opus_samples
-from .fanout import Kind, Packet
+from ..bitstream import opus_samples
+from ..shared.fanout import Kind, Packet
 
 NS = 1_000_000_000
 WRAP = 1 << 32

@@ -1,31 +1,16 @@
-"""Pre-encoded files sent without decoding: read once into memory, looped, shared.
+"""Reading a pre-encoded file into memory as clips its codecs can send as they are.
 
-:class:`EncodedFileSource` demuxes a file whose streams aiortc can send as they are (H.264,
-VP8, Opus, G.711) once, at construction, and keeps the packets in memory. Its audio and video
-are :class:`~bot.media.fanout.PacketStream` objects: one paced task per stream serves every
-subscriber track, so a hundred bots playing one file cost one reader.
-
-aiortc's ``MediaPlayer(decode=False, loop=True)`` restarts timestamps on every loop and loses
-its pacing; here each pass is re-stamped on one timeline whose timestamps keep increasing
-(pass ``k`` of a stream starts at ``k * period``, the period being the longer of the two
-streams), and packets are due on the wall clock. Audio and video share that clock, so a stream
-that starts while the other is playing joins at the same position of the file.
-
-A late video subscriber starts at the file's next keyframe: keyframe requests cannot be
-honoured without re-encoding, so a file meant for this should have a short GOP (e.g. 1 s).
+One :class:`Clip` per stream (H.264, VP8, Opus, G.711), in the RTP clock of its codec, checked
+once at load so a file that cannot be sent fails before any bot joins.
 """
 
 from __future__ import annotations
 
 import bisect
-import fractions
 import math
 import os
 import re
-import time
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 import av
 import av.audio.stream
@@ -34,8 +19,8 @@ import av.error
 import av.stream
 import av.video.stream
 
-from .errors import MediaError
-from .fanout import DEFAULT_QUEUE_SECONDS, Kind, Packet, PacketStream, PacketTrack, Schedule
+from ..errors import MediaSourceError
+from .fanout import Kind, Packet
 
 MAX_BYTES = 256 * 1024 * 1024
 """Refuse files whose sendable packets would take more memory than this."""
@@ -169,7 +154,7 @@ class _H264:
         keyframe = 5 in types
         if keyframe and 7 not in types:
             if self._sps is None or self._pps is None:
-                raise MediaError(
+                raise MediaSourceError(
                     f"{self._where} has an H.264 keyframe without SPS/PPS before it: {_HOW_TO_FIX}"
                 )
             data = b"\x00\x00\x00\x01" + self._sps + b"\x00\x00\x00\x01" + self._pps + data
@@ -178,11 +163,11 @@ class _H264:
 
 def _check_path(where: str, path: str) -> None:
     if not os.path.exists(path):
-        raise MediaError(f"{where} does not exist: check media.file in the config")
+        raise MediaSourceError(f"{where} does not exist: check media.file in the config")
     if os.path.isdir(path):
-        raise MediaError(f"{where} is a directory, not a file: check media.file in the config")
+        raise MediaSourceError(f"{where} is a directory, not a file: check media.file in the config")
     if not os.access(path, os.R_OK):
-        raise MediaError(f"{where} is not readable: check its permissions")
+        raise MediaSourceError(f"{where} is not readable: check its permissions")
 
 
 def _codec_of(where: str, stream: av.stream.Stream) -> _Codec:
@@ -190,20 +175,20 @@ def _codec_of(where: str, stream: av.stream.Stream) -> _Codec:
     codec = _SENDABLE.get(ctx.name)
     if codec is None:
         long_name = ctx.codec.long_name if ctx.codec else ctx.name
-        raise MediaError(
+        raise MediaSourceError(
             f"{where} has {stream.type} in {ctx.name} ({long_name}), which cannot be sent without "
             f"re-encoding (only H.264, VP8, Opus, PCMA, PCMU can): {_HOW_TO_FIX}"
         )
     if not isinstance(stream, av.audio.stream.AudioStream):
         return codec
     if ctx.name.startswith("pcm_") and (stream.sample_rate != 8000 or stream.channels != 1):
-        raise MediaError(
+        raise MediaSourceError(
             f"{where} has G.711 audio at {stream.sample_rate} Hz with {stream.channels} "
             "channels, but WebRTC sends G.711 as 8000 Hz mono: re-encode the audio "
             "(ffmpeg -ar 8000 -ac 1) or use Opus"
         )
     if ctx.name == "opus" and stream.channels > 2:
-        raise MediaError(
+        raise MediaSourceError(
             f"{where} has {stream.channels}-channel Opus, but WebRTC sends mono or stereo: "
             "re-encode it with -ac 2"
         )
@@ -265,7 +250,7 @@ class _Builder:
 
     def build(self) -> Clip:
         if not self.payloads:
-            raise MediaError(f"{self.where} has an empty {self.codec.kind} stream: {_HOW_TO_FIX}")
+            raise MediaSourceError(f"{self.where} has an empty {self.codec.kind} stream: {_HOW_TO_FIX}")
         if self.codec.kind == "video":
             return self._video()
         if self.name == "opus":
@@ -274,12 +259,12 @@ class _Builder:
 
     def _video(self) -> Clip:
         if self.reordered:
-            raise MediaError(
+            raise MediaSourceError(
                 f"{self.where} has H.264 with B-frames, which WebRTC receivers cannot play: "
                 "re-encode with -bf 0 (e.g. -profile:v baseline)"
             )
         if not any(self.keyframes):
-            raise MediaError(f"{self.where} has no {self.name} keyframe to start from: {_HOW_TO_FIX}")
+            raise MediaSourceError(f"{self.where} has no {self.name} keyframe to start from: {_HOW_TO_FIX}")
         first_key = self.keyframes.index(True)  # nobody can decode what comes before it
         rate = self.stream.guessed_rate or self.stream.average_rate
         frame_dur = float(1 / rate) if rate else 1 / 25
@@ -322,7 +307,7 @@ class _Builder:
             offsets.append(at)
             at += samples
         if not payloads:
-            raise MediaError(f"{self.where} has no valid Opus packet: {_HOW_TO_FIX}")
+            raise MediaSourceError(f"{self.where} has no valid Opus packet: {_HOW_TO_FIX}")
         return self._clip(payloads, offsets, [True] * len(payloads), at)
 
     def _g711(self) -> Clip:
@@ -358,12 +343,12 @@ def _check_decodes(where: str, stream: av.stream.Stream, clip: Clip) -> None:
         packet = av.Packet(clip.payloads[clip.keyframes.index(True)])
         frames = len(decoder.decode(packet)) + len(decoder.decode(None))
     except av.FFmpegError as exc:
-        raise MediaError(
+        raise MediaSourceError(
             f"{where} has a {clip.mime_type} stream whose first keyframe does not decode "
             f"({exc.strerror or exc}): {_HOW_TO_FIX}"
         ) from exc
     if not frames:
-        raise MediaError(
+        raise MediaSourceError(
             f"{where} has a {clip.mime_type} stream whose first keyframe does not decode: {_HOW_TO_FIX}"
         )
 
@@ -371,7 +356,7 @@ def _check_decodes(where: str, stream: av.stream.Stream, clip: Clip) -> None:
 def load_clips(path: str) -> tuple[Clip | None, Clip | None]:
     """Read the first audio and video stream of ``path`` into memory: ``(audio, video)``.
 
-    Raises :class:`MediaError` for a missing or unreadable file, a file FFmpeg cannot open, no
+    Raises :class:`MediaSourceError` for a missing or unreadable file, a file FFmpeg cannot open, no
     audio or video, a codec that cannot be sent without re-encoding, or a stream that does not
     decode. A file with several streams of one kind uses the first.
     """
@@ -383,7 +368,7 @@ def load_clips(path: str) -> tuple[Clip | None, Clip | None]:
             videos = [s for s in container.streams.video if not s.disposition & _ATTACHED_PIC]
             video = videos[0] if videos else None
             if audio is None and video is None:
-                raise MediaError(
+                raise MediaSourceError(
                     f"{where} has no audio or video stream: use a file with audio, video or both"
                 )
             builders = {
@@ -396,7 +381,7 @@ def load_clips(path: str) -> tuple[Clip | None, Clip | None]:
                     continue
                 total += builder.add(packet)
                 if total > MAX_BYTES:
-                    raise MediaError(
+                    raise MediaSourceError(
                         f"{where} holds more than {MAX_BYTES >> 20} MB of media, too much to keep "
                         "in memory: cut a shorter clip to loop"
                     )
@@ -406,132 +391,9 @@ def load_clips(path: str) -> tuple[Clip | None, Clip | None]:
             for stream, clip in clips.values():
                 _check_decodes(where, stream, clip)
     except av.FFmpegError as exc:
-        raise MediaError(
+        raise MediaSourceError(
             f"{where} cannot be read by PyAV: {exc.strerror or exc}: use a file that FFmpeg can open"
         ) from exc
     a = clips.get("audio")
     v = clips.get("video")
     return (a[1] if a else None, v[1] if v else None)
-
-
-class ClipStream(PacketStream):
-    """One stream of an :class:`EncodedFileSource`: the clip, looped and paced, fanned out."""
-
-    def __init__(self, owner: EncodedFileSource, clip: Clip, period: int, queue_size: int) -> None:
-        name = f"encoded file {os.path.basename(owner.path)!r} {clip.kind} ({clip.mime_type})"
-        super().__init__(clip.kind, clip.mime_type, name, queue_size)
-        self.clip = clip
-        self.period = period
-        """Ticks from the start of one pass to the next (at least the clip's span)."""
-        self.loops = 0
-        """Passes completed."""
-        self._owner = owner
-        self._time_base = fractions.Fraction(1, clip.clock_rate)
-
-    def _on_subscribe(self, kind: Kind) -> None:
-        pass  # keyframes are where the file has them: a new subscriber waits for the next
-
-    def _on_idle(self) -> None:
-        self._owner._stream_idle()
-
-    async def _run(self) -> None:
-        clip, owner = self.clip, self._owner
-        now = time.monotonic()
-        if owner._origin is None:  # the first stream to start: play from the top
-            owner._origin = now
-            where: tuple[int, int] | None = (0, 0)
-        else:  # the other stream is playing: join it where it is
-            where = clip.locate(now - owner._origin, self.period, owner.loop)
-        origin = owner._origin
-        if where is None:  # played once, and the other stream is still finishing
-            self._end_subscribers()
-            return
-        cycle, index = where
-        schedule = Schedule(origin)
-        while self._has_subscribers():
-            pts = cycle * self.period + clip.offsets[index]
-            late = await schedule.wait(pts / clip.clock_rate)
-            if late > schedule.max_lag:
-                schedule.shift(late)  # a stalled loop: resume from here rather than burst
-            if not self._has_subscribers():
-                break
-            packet = av.Packet(clip.payloads[index])
-            packet.pts = packet.dts = pts
-            packet.time_base = self._time_base
-            packet.is_keyframe = clip.keyframes[index]
-            self._publish(packet, clip.keyframes[index])
-            index += 1
-            if index == len(clip):
-                if not owner.loop:
-                    self._end_subscribers()
-                    return
-                index = 0
-                cycle += 1
-                self.loops += 1
-
-
-class EncodedFileSource:
-    """A pre-encoded media file, sent without decoding to any number of subscriber tracks.
-
-    Construction reads the file's first audio and video stream into memory and raises
-    :class:`MediaError` (one line: what, where, what to do) if it cannot be sent as it is.
-    :meth:`video_track` and :meth:`audio_track` return a new track on every call; all of them
-    share one paced reader per stream, which runs only while some track is sending. With
-    ``loop`` false the file plays once from when the first track starts, and every track ends
-    with it.
-    """
-
-    def __init__(self, path: str, loop: bool = True, *, queue_seconds: float = DEFAULT_QUEUE_SECONDS) -> None:
-        self.path = path
-        self.loop = loop
-        audio, video = load_clips(path)
-        seconds = max(c.seconds for c in (audio, video) if c is not None)
-        self.duration = seconds
-        """Seconds from the start of one pass to the next: the longer stream's length."""
-        self._origin: float | None = None  # wall time of the first pass's start, while playing
-        self.audio = self._stream(audio, seconds, queue_seconds)
-        self.video = self._stream(video, seconds, queue_seconds)
-
-    def _stream(self, clip: Clip | None, seconds: float, queue_seconds: float) -> ClipStream | None:
-        if clip is None:
-            return None
-        period = max(clip.span, round(seconds * clip.clock_rate))
-        per_second = len(clip) / clip.seconds
-        return ClipStream(self, clip, period, max(2, math.ceil(per_second * queue_seconds)))
-
-    @property
-    def has_audio(self) -> bool:
-        return self.audio is not None
-
-    @property
-    def has_video(self) -> bool:
-        return self.video is not None
-
-    def video_track(self) -> PacketTrack | None:
-        """A new track of the file's video, or None if it has none."""
-        return None if self.video is None else self.video.track()
-
-    def audio_track(self) -> PacketTrack | None:
-        """A new track of the file's audio, or None if it has none."""
-        return None if self.audio is None else self.audio.track()
-
-    def _stream_idle(self) -> None:
-        if not any(s is not None and s.running for s in (self.audio, self.video)):
-            self._origin = None  # the next track starts the file from the beginning
-
-    async def aclose(self) -> None:
-        """End every track handed out. Idempotent."""
-        for stream in (self.audio, self.video):
-            if stream is not None:
-                await stream.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import logging
 import os
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -24,13 +23,14 @@ import av.container
 import av.error
 import av.stream
 import numpy as np
+import structlog
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from ..errors import MediaSourceError
 from .clock import Pacer
-from .errors import MediaError
 from .synthetic import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 AUDIO_RATE = 48000
 AUDIO_SAMPLES = AUDIO_RATE * 20 // 1000  # 20 ms, what Opus in WebRTC expects
@@ -60,11 +60,11 @@ def _probe(path: str) -> _Probe:
     """Check the file up front so a bad path fails at start-up, not in a reader thread."""
     where = f"media file {path!r}"
     if not os.path.exists(path):
-        raise MediaError(f"{where} does not exist: check media.file in the config")
+        raise MediaSourceError(f"{where} does not exist: check media.file in the config")
     if os.path.isdir(path):
-        raise MediaError(f"{where} is a directory, not a file: check media.file in the config")
+        raise MediaSourceError(f"{where} is a directory, not a file: check media.file in the config")
     if not os.access(path, os.R_OK):
-        raise MediaError(f"{where} is not readable: check its permissions")
+        raise MediaSourceError(f"{where} is not readable: check its permissions")
     try:
         with av.open(path) as container:
             audio = next(iter(container.streams.audio), None)
@@ -72,7 +72,7 @@ def _probe(path: str) -> _Probe:
             videos = [s for s in container.streams.video if not s.disposition & _ATTACHED_PIC]
             video = videos[0] if videos else None
             if audio is None and video is None:
-                raise MediaError(
+                raise MediaSourceError(
                     f"{where} has no audio or video stream: use a file with audio, video or both"
                 )
             wanted = [s for s in (audio, video) if s is not None]
@@ -85,7 +85,7 @@ def _probe(path: str) -> _Probe:
             )
     except av.FFmpegError as exc:
         reason = exc.strerror or str(exc)
-        raise MediaError(
+        raise MediaSourceError(
             f"{where} cannot be opened by PyAV: {reason}: use a file that FFmpeg can decode"
         ) from exc
 
@@ -106,7 +106,7 @@ def _check_decodable(
             break
     for stream in streams:
         if stream.index in pending:
-            raise MediaError(
+            raise MediaSourceError(
                 f"{where} has a {stream.type} stream ({stream.codec_context.name}) with no "
                 "decodable frame: re-encode the file, e.g. to VP8/Opus in WebM"
             )
@@ -155,7 +155,7 @@ def _video_frames(path: str, index: int, loop: bool, period: float | None, quit:
             frame.time_base = VIDEO_TIME_BASE
             yield frame, out
         if last is None:
-            raise MediaError(f"media file {path!r} has no decodable video frame: re-encode it")
+            raise MediaSourceError(f"media file {path!r} has no decodable video frame: re-encode it")
         if not loop:
             return
         offset += max(period or 0.0, last + frame_dur)
@@ -198,7 +198,7 @@ def _audio_frames(path: str, index: int, loop: bool, period: float | None, quit:
             got += len(samples)
             pending = np.concatenate([pending, samples])
         if got == 0:
-            raise MediaError(f"media file {path!r} has no decodable audio frame: re-encode it")
+            raise MediaSourceError(f"media file {path!r} has no decodable audio frame: re-encode it")
         if not loop:
             yield from take(final=True)
             return
@@ -243,7 +243,7 @@ class _Reader:
         if self._thread is not None:
             self._thread.join(timeout=5)
             if self._thread.is_alive():
-                log.warning("media_reader_stuck: %s did not stop within 5 s", self._name)
+                log.warning("media_reader_stuck", reader=self._name, waited_s=5)
             self._thread = None
         self._queue.put_nowait(_END)
 
@@ -254,10 +254,10 @@ class _Reader:
                 if not self._wait_for_room() or not self._post(item):
                     return
             self._post(_END)
-        except MediaError as exc:
+        except MediaSourceError as exc:
             self._post(exc)
         except Exception as exc:
-            error = MediaError(f"{self._name} failed while playing: {exc}")
+            error = MediaSourceError(f"{self._name} failed while playing: {exc}")
             error.__cause__ = exc
             self._post(error)
         finally:
@@ -291,7 +291,7 @@ class FileTrack(MediaStreamTrack):
         super().__init__()
         self.kind = kind
         self.frames_sent = 0
-        self.error: MediaError | None = None
+        self.error: MediaSourceError | None = None
         self._reader = _Reader(name, produce, depth)
         self._started = False
         self._pacer = Pacer()
@@ -305,9 +305,9 @@ class FileTrack(MediaStreamTrack):
             self._reader.start()
         try:
             item = await self._reader.get()
-        except MediaError as exc:
+        except MediaSourceError as exc:
             self.error = exc
-            log.error("media_file_failed: %s", exc, exc_info=exc)
+            log.error("media_file_failed", error=str(exc), exc_info=exc)
             self.stop()
             raise MediaStreamError(str(exc)) from exc
         if item is None:
@@ -329,7 +329,7 @@ class FileTrack(MediaStreamTrack):
 class FileSource:
     """A media file checked at construction, handing out its audio and video as tracks.
 
-    Construction is synchronous and raises :class:`MediaError` for a missing, unreadable or
+    Construction is synchronous and raises :class:`MediaSourceError` for a missing, unreadable or
     undecodable file, so configuration mistakes surface before any room is joined. Each of
     :meth:`audio_track` and :meth:`video_track` returns the same track on every call.
     """

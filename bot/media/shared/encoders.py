@@ -3,7 +3,7 @@
 aiortc encodes per sender: a VP8 640x360@15 + Opus publisher costs about 10% of a core, so a
 process tops out near 10 bots a core. Bots in a load test all send the same synthetic picture
 and tone, so one :class:`SharedEncoder` per distinct source encodes them once and every bot gets
-subscriber tracks (:class:`~bot.media.fanout.PacketTrack`) that return the encoded packets,
+subscriber tracks (:class:`~bot.media.shared.fanout.PacketTrack`) that return the encoded packets,
 which aiortc only packetizes (about 1% of a core per publisher).
 
 The price: all bots send the same picture (``MediaSpec``'s per-bot label tint is not applied),
@@ -22,18 +22,16 @@ import math
 import os
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 import av
 import av.video.frame
 
+from ..errors import MediaSourceError
+from ..sources.synthetic import VIDEO_TIME_BASE, SyntheticVideoTrack, ToneAudioTrack
+from ..spec import MediaSpec
 from .encoded import EncodedFileSource
-from .errors import MediaError
 from .fanout import DEFAULT_QUEUE_SECONDS, Kind, Packet, PacketStream, PacketTrack, Schedule
-from .synthetic import VIDEO_TIME_BASE, SyntheticVideoTrack, ToneAudioTrack
-
-if TYPE_CHECKING:
-    from . import MediaSpec  # at run time bot.media imports this module
 
 AUDIO_RATE = 48000
 AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
@@ -142,15 +140,15 @@ class SyntheticVideoEncoder(SharedEncoder):
         queue_size: int | None = None,
     ) -> None:
         if not 50_000 <= bitrate <= 20_000_000:
-            raise MediaError(
+            raise MediaSourceError(
                 f"video bitrate {bitrate} bps is invalid: use 50000 to 20000000 (e.g. 500000 for 640x360)"
             )
         if keyframe_interval is not None and keyframe_interval <= 0:
-            raise MediaError(
+            raise MediaSourceError(
                 f"keyframe interval {keyframe_interval} s is invalid: use a positive number or none"
             )
         if min_keyframe_gap < 0:
-            raise MediaError(f"minimum keyframe gap {min_keyframe_gap} s is invalid: use 0 or more")
+            raise MediaSourceError(f"minimum keyframe gap {min_keyframe_gap} s is invalid: use 0 or more")
         self._source = SyntheticVideoTrack(width, height, fps)  # checks the size and rate
         super().__init__(
             "video",
@@ -247,7 +245,7 @@ class ToneAudioEncoder(SharedEncoder):
         queue_size: int | None = None,
     ) -> None:
         if not 6_000 <= bitrate <= 510_000:
-            raise MediaError(f"audio bitrate {bitrate} bps is invalid: use 6000 to 510000 (e.g. 32000)")
+            raise MediaSourceError(f"audio bitrate {bitrate} bps is invalid: use 6000 to 510000 (e.g. 32000)")
         self._source = ToneAudioTrack(frequency=tone_hz, sample_rate=AUDIO_RATE, ptime_ms=20)
         what = "silence" if tone_hz is None else f"{tone_hz:g} Hz tone"
         rate = AUDIO_RATE / OPUS_SAMPLES
@@ -369,7 +367,7 @@ class SharedMedia:
             if not ((audio and source.audio) or (video and source.video)):
                 has = "audio" if source.audio else "video"
                 asked = "audio" if audio else "video"
-                raise MediaError(
+                raise MediaSourceError(
                     f"media file {spec.file!r} has no {asked} stream, only {has}: "
                     f"use a file with {asked} or publish {has}"
                 )
@@ -390,7 +388,7 @@ class SharedMedia:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise MediaError("shared media is closed: create tracks before the agent shuts down")
+            raise MediaSourceError("shared media is closed: create tracks before the agent shuts down")
 
     async def aclose(self) -> None:
         """End every track handed out and stop every source. Idempotent."""
