@@ -14,7 +14,7 @@ wall-clock window that starts after every connection is up and a warm-up has pas
   only packetizes (aiortc's own sender task per publisher).
 - direct: the same shared encoders, published through the SDK's leg (``bot.rtc.peer.PublishLeg``)
   as a bot does: each packet goes from the encoder straight to every sender's socket
-  (``bot.rtc.direct``), with no task, queue or packetization per publisher.
+  (``bot.webrtc.patches.direct_send``), with no task, queue or packetization per publisher.
 
 100% = one core. "fps" is video frames per second per publisher actually handed to aiortc,
 to show whether the sender process kept up.

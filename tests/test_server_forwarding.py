@@ -580,7 +580,7 @@ async def test_the_full_intake_counts_the_same_without_the_lean_path(peer: Peer)
 def test_vp8_keyframes_are_recognised_in_rtp_payloads() -> None:
     from aiortc.codecs.vpx import Vp8Encoder
 
-    from bot.media.intake import vp8_starts_keyframe
+    from bot.webrtc.patches.lean_intake import vp8_starts_keyframe
 
     header = bytes(12)
     for picture_id in (5, 300):  # a 7-bit and a 15-bit PictureID

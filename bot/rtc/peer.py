@@ -5,19 +5,11 @@ returning SDP strings and ``bot.proto`` candidates. aiortc gathers every candida
 ``setLocalDescription`` returns, so the offer already carries them all (PROTOCOL.md section 4:
 send only the end marker after the answer).
 
-Every reach into aiortc/aioice internals is here too, each on one object only (never a class:
-bots and the embedded room server share the process) and each with a fallback when a future
-release renames it:
-
-- the selected ICE pair (aioice ``Connection._nominated``);
-- the VP8 encoder whose bitrate a room may cap (``RTCRtpSender.__encoder``);
-- an unused receive-side REMB estimator (``RTCRtpReceiver.__remote_bitrate_estimator``);
-- a publish sender's keyframe hook (``RTCRtpSender._send_keyframe``, called on PLI/FIR), so a
-  pre-encoded source (``bot.media.PacketTrack``) hears the media server's keyframe requests;
-- a shared source's senders, which :mod:`.direct` feeds without aiortc's per-packet task
-  (``RTCRtpSender._run_rtp`` and ``_retransmit``, the selected pair's datagram transport);
-- a subscribe receiver's decoder queue (``RTCRtpReceiver.__decoder_queue``), its RTP entry point
-  (``_handle_rtp_packet``) and its PLI (``_send_rtcp_pli``): see :class:`SubscribeLeg`.
+The reaches into aiortc/aioice internals (each on one object only, each with a fallback) are
+``bot.webrtc``'s patches: the selected ICE pair, the capped VP8 encoder and the REMB estimator
+drop (``encoder_cap``), the keyframe hook on PLI/FIR (``keyframes``), a shared source's direct
+send (``direct_send``), a subscribe receiver's frame tap (``receive_tap``), its RTP meter
+(``rtcp_taps``) and the lean intake (``lean_intake``).
 
 Liveness uses only public statistics: the media server's RTCP receiver reports
 (``remote-inbound-rtp``).
@@ -28,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import queue
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,20 +36,19 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.codecs.vpx import MAX_BITRATE, MIN_BITRATE, Vp8Encoder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
-from aiortc.sdp import SessionDescription, candidate_from_sdp
+from aiortc.sdp import SessionDescription
 
-from bot.media.bitstream import is_keyframe
-from bot.media.fanout import PacketStream
-from bot.media.intake import Route, RtpIntake, codec_of, leanable
-from bot.media.sinks import EncodedSink
+from bot.media import EncodedSink, PacketStream, is_keyframe
 from bot.proto import Candidate, IceServer
 from bot.proto.events import MediaKind
+from bot.webrtc import IceEndpoint, IcePair, parse_candidate, selected_pair
+from bot.webrtc.patches import direct_send, encoder_cap, keyframes, receive_tap, rtcp_taps
+from bot.webrtc.patches.direct_send import DirectSender
+from bot.webrtc.patches.encoder_cap import FLOOR_BITRATE_BPS, CappedVp8Encoder
+from bot.webrtc.patches.lean_intake import Route, RtpIntake, codec_of, leanable
 
-from . import direct as direct_send
-from .direct import DirectSender
 from .errors import MediaError
 from .stats import CLOCK_RATES, DEFAULT_WINDOW_S, RateWindow, ReceiveSample, SendSample
 
@@ -121,15 +111,7 @@ def _answered_codec(answer: str, kind: str) -> str:
         return ""
 
 
-_REMB_ESTIMATOR_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"
-
-
-def _drop_receive_estimator(receiver: RTCRtpReceiver) -> None:
-    """aiortc gives every video transceiver's receiver a REMB estimator (1000 rate buckets,
-    about 96 KiB); a send-only leg's receiver never receives RTP, and a subscribe leg on the
-    lean intake sends no REMB, so theirs is let go (the receiver checks for None before use)."""
-    if getattr(receiver, _REMB_ESTIMATOR_ATTR, None) is not None:
-        setattr(receiver, _REMB_ESTIMATOR_ATTR, None)
+_drop_receive_estimator = encoder_cap.drop_receive_estimator
 
 
 class _Gate(MediaStreamTrack):
@@ -180,76 +162,16 @@ class _Gate(MediaStreamTrack):
                 return frame
 
 
-FLOOR_BITRATE_BPS = 50_000
-"""The lowest video cap honoured (a room asking for less gets this; ``1`` means stop video)."""
-_ENCODER_ATTR = "_RTCRtpSender__encoder"
-_TARGET_ATTR = "_Vp8Encoder__target_bitrate"
-
-
-class _CappedVp8Encoder(Vp8Encoder):
-    """aiortc's VP8 encoder with a ceiling. The media server's REMB keeps setting
-    ``target_bitrate`` (and aiortc clamps it to 250..1500 kbps): a room's PublisherBandwidth
-    cap must hold against both, so the setter applies it after them."""
-
-    cap_bps: int | None = None
-
-    @property
-    def target_bitrate(self) -> int:
-        return int(getattr(self, _TARGET_ATTR))
-
-    @target_bitrate.setter
-    def target_bitrate(self, bitrate: int) -> None:
-        bitrate = max(MIN_BITRATE, min(bitrate, MAX_BITRATE))
-        if self.cap_bps is not None:
-            bitrate = max(FLOOR_BITRATE_BPS, min(bitrate, self.cap_bps))
-        setattr(self, _TARGET_ATTR, bitrate)
-
-
-@dataclass(frozen=True, kw_only=True)
-class IceEndpoint:
-    """One side of the selected ICE candidate pair."""
-
-    type: str
-    """``host``, ``srflx``, ``prflx`` or ``relay``."""
-    address: str
-    port: int
-    protocol: str
-    related_address: str | None = None
-    """For srflx/relay: the base address it was derived from."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "address": self.address,
-            "port": self.port,
-            "protocol": self.protocol,
-            "relatedAddress": self.related_address,
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class IcePair:
-    """The candidate pair a leg's media flows over."""
-
-    local: IceEndpoint
-    remote: IceEndpoint
-
-    @property
-    def relayed(self) -> bool:
-        return self.local.type == "relay" or self.remote.type == "relay"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"local": self.local.to_dict(), "remote": self.remote.to_dict()}
-
-
-def _endpoint(candidate: Any) -> IceEndpoint:
-    return IceEndpoint(
-        type=str(candidate.type),
-        address=str(candidate.host),
-        port=int(candidate.port),
-        protocol=str(candidate.transport).lower(),
-        related_address=candidate.related_address,
-    )
+_CappedVp8Encoder = CappedVp8Encoder
+__all__ = [
+    "FLOOR_BITRATE_BPS",
+    "IceEndpoint",
+    "IcePair",
+    "PublishLeg",
+    "SubscribeLeg",
+    "has_any_candidate",
+    "has_relay_candidate",
+]
 
 
 def local_path_gone(local_address: str, remote_address: str | None) -> str | None:
@@ -336,11 +258,8 @@ class _Leg:
         if candidate is None:
             await self._pc.addIceCandidate(None)
             return
-        text = candidate.candidate.strip()
-        text = text.removeprefix("a=").removeprefix("candidate:")
-        try:
-            ice = candidate_from_sdp(text)
-        except (AssertionError, ValueError, IndexError):
+        ice = parse_candidate(candidate.candidate)
+        if ice is None:
             self._log.warning("bad_remote_candidate", candidate=candidate.candidate)
             return
         ice.sdpMid = candidate.sdp_mid
@@ -350,16 +269,7 @@ class _Leg:
     def selected_pair(self) -> IcePair | None:
         """The nominated candidate pair of the leg's one ICE transport (BUNDLE), or None
         before ICE completes (or if aioice's internals moved)."""
-        for transceiver in self._pc.getTransceivers():
-            try:
-                connection = transceiver.receiver.transport.transport._connection
-                pair = connection._nominated.get(1)
-            except AttributeError:
-                return None
-            if pair is None:
-                return None
-            return IcePair(local=_endpoint(pair.local_candidate), remote=_endpoint(pair.remote_candidate))
-        return None
+        return selected_pair(self._pc)
 
     def path_gone(self) -> str | None:
         """Why the local network path the media used is gone (see :func:`local_path_gone`),
@@ -448,7 +358,8 @@ class PublishLeg(_Leg):
 
     def _send_directly(self, kind: MediaKind, sender: RTCRtpSender, gate: _Gate) -> None:
         """Shared packets go from the stream to the wire without a task per bot
-        (:mod:`.direct`); aiortc's own path where its internals are not the expected ones."""
+        (:mod:`bot.webrtc.patches.direct_send`); aiortc's own path where its internals are not
+        the expected ones."""
         stream = getattr(gate.source, "stream", None)
         if not isinstance(stream, PacketStream):
             return
@@ -456,8 +367,8 @@ class PublishLeg(_Leg):
         def taken(direct: DirectSender | None) -> None:
             self.direct[kind] = direct
 
-        if not direct_send.install(sender, stream, gate.admit, taken):
-            self._log.debug("direct_send_unavailable", kind=kind)
+        if direct_send.install(sender, stream, gate.admit, taken) is None:
+            self._log.warning("direct_send_unavailable", kind=kind)
 
     def sends_packets(self, kind: MediaKind) -> bool:
         """Whether ``kind`` comes from a pre-encoded packet source."""
@@ -467,20 +378,16 @@ class PublishLeg(_Leg):
         """aiortc answers PLI/FIR by calling ``sender._send_keyframe()``, which only flags its
         own encoder: on the packet path there is none, so tell the source too (this sender
         instance only)."""
-        original = getattr(sender, "_send_keyframe", None)
-        if not callable(original):
-            self._log.warning("keyframe_forwarding_unavailable", kind=source.kind)
-            return
         log = self._log
 
         def send_keyframe() -> None:
-            original()
             try:
                 source.request_keyframe()  # type: ignore[attr-defined]
             except Exception:
                 log.exception("keyframe_request_failed", kind=source.kind)
 
-        sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+        if keyframes.install(sender, send_keyframe) is None:
+            self._log.warning("keyframe_forwarding_unavailable", kind=source.kind)
 
     async def apply_answer(self, sdp: str) -> None:
         await self._set_answer(sdp)
@@ -500,12 +407,11 @@ class PublishLeg(_Leg):
         if sender is None or "video" in self._packet_mime:
             return
         codec = _answered_codec(answer, "video")
-        if codec != "video/vp8" or getattr(sender, _ENCODER_ATTR, "missing") is not None:
+        handle = encoder_cap.install(sender) if codec == "video/vp8" else None
+        if handle is None:
             self._log.debug("bitrate_cap_unavailable", codec=codec)
             return
-        encoder = _CappedVp8Encoder()
-        setattr(sender, _ENCODER_ATTR, encoder)
-        self._encoder = encoder
+        self._encoder = handle.encoder
         self.set_video_cap(self._cap_bps)
 
     def set_sending(self, kind: MediaKind, sending: bool) -> None:
@@ -630,32 +536,9 @@ class PublishLeg(_Leg):
 
 # --------------------------------------------------------------------------- subscribe
 
-_DECODER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _LEAN_CODECS = ("video/vp8", "audio/opus")
 """What the lean intake counts on a subscribe leg (it recognises VP8 keyframes; Opus packets
 are frames)."""
-
-
-class _FrameTap(queue.Queue[Any]):
-    """Stands in for one ``RTCRtpReceiver``'s decoder queue: aiortc's receiver puts each
-    reassembled encoded frame here (on the event loop) and the tap hands it to the leg's sink.
-
-    Its ``get`` says "stop" at once: the receiver's decoder thread, which starts when media
-    starts and reads this queue, ends immediately, having decoded nothing, and nothing ever
-    piles up in aiortc's (unbounded) track queue. The receiver's track is therefore ended."""
-
-    def __init__(self, on_frame: Callable[[Any, Any], None]) -> None:
-        super().__init__()
-        self._on_frame = on_frame
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        if item is None:  # the receiver stopping: its decoder thread has long ended
-            return
-        codec, frame = item
-        self._on_frame(codec, frame)
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        return None
 
 
 @dataclass
@@ -698,8 +581,8 @@ class _Receiving:
         whether frames are tapped (else the leg decodes them with :meth:`read`). With
         ``intake`` (a sink that needs no frame), VP8 and Opus are counted on the lean intake
         once their first packet has come through aiortc's path."""
-        handle_rtp = getattr(self.receiver, "_handle_rtp_packet", None)
-        if callable(handle_rtp):
+        handle_rtp = rtcp_taps.rtp_handler(self.receiver)
+        if handle_rtp is not None:
             counters = self.counters
             receiver = self.receiver
             route = None
@@ -727,11 +610,10 @@ class _Receiving:
                     if not intake.installed:
                         intake.install(receiver)
 
-            self.receiver._handle_rtp_packet = metered  # type: ignore[method-assign]
+            rtcp_taps.install(self.receiver, rtp=metered)
         else:
             self.counters.bytes = None
-        if tap and isinstance(getattr(self.receiver, _DECODER_QUEUE_ATTR, None), queue.Queue):
-            setattr(self.receiver, _DECODER_QUEUE_ATTR, _FrameTap(self._on_frame))
+        if tap and receive_tap.install(self.receiver, self._on_frame) is not None:
             self.tapped = True
         return self.tapped
 
@@ -798,8 +680,8 @@ class _Receiving:
         self._send_pli()
 
     def _send_pli(self) -> None:
-        send = getattr(self.receiver, "_send_rtcp_pli", None)
-        if not callable(send) or self._ssrc is None:
+        send = keyframes.pli_sender(self.receiver)
+        if send is None or self._ssrc is None:
             self._log.debug("keyframe_request_unavailable", kind=self.kind)
             return
         self.counters.keyframe_requests += 1
@@ -855,7 +737,7 @@ class SubscribeLeg(_Leg):
 
     **A sink that needs no frame** (``needs_frames = False``: ``DiscardSink``) gets less still:
     once the first VP8/Opus packet of a kind came through aiortc's path, that kind is counted
-    on the lean intake (:mod:`bot.media.intake`: packets, bytes, frames and keyframes from the
+    on the lean intake (:mod:`bot.webrtc.patches.lean_intake`: packets, bytes, frames and keyframes from the
     RTP headers, the receiver-report statistics kept; no jitter buffer, no NACK) and the sink
     hears ``tally`` per frame instead of ``write``. ``lean=False`` keeps aiortc's path.
     """
@@ -880,7 +762,7 @@ class SubscribeLeg(_Leg):
         self.intake: RtpIntake | None = (
             RtpIntake() if tap and lean and getattr(sink, "needs_frames", True) is False else None
         )
-        """The lean intake, for a sink that needs no frame (:mod:`bot.media.intake`)."""
+        """The lean intake, for a sink that needs no frame (:mod:`bot.webrtc.patches.lean_intake`)."""
         self._receiving: dict[MediaKind, _Receiving] = {}
         for kind in KINDS:
             if kind not in kinds:
@@ -922,8 +804,7 @@ class SubscribeLeg(_Leg):
         False for a tapped leg once media started: the thread ends at once)."""
         out: dict[MediaKind, bool] = {}
         for kind, receiving in self._receiving.items():
-            thread = getattr(receiving.receiver, "_RTCRtpReceiver__decoder_thread", None)
-            out[kind] = bool(thread is not None and thread.is_alive())
+            out[kind] = receive_tap.decoder_thread_alive(receiving.receiver)
         return out
 
     async def sample(self) -> dict[MediaKind, tuple[ReceiveSample, ReceiveSample]]:

@@ -68,8 +68,8 @@ from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from bot.media.intake import Route, RtpIntake, leanable
 from bot.proto import Answer, Candidate, ErrorCode, IceServer
+from bot.webrtc.patches.lean_intake import Route, RtpIntake, leanable
 
 from .bandwidth import BandwidthSettings, PublishMonitor, RtpMeter, SubscribeMonitor, Verdict, WindowStats
 from .errors import MediaError
@@ -523,7 +523,8 @@ class PublishLeg(_Leg):
         super().__init__(stream_id, configuration)
         self.received: dict[str, Received] = {k: Received() for k in KINDS}
         self.intake: RtpIntake | None = RtpIntake() if lean_intake else None
-        """Counts what nobody subscribes to without aiortc's receive path (:mod:`bot.media.intake`)."""
+        """Counts what nobody subscribes to without aiortc's receive path
+        (:mod:`bot.webrtc.patches.lean_intake`)."""
         self.forwarder: PacketForwarder | DecodingForwarder = (
             PacketForwarder(on_forward) if tap_encoded else DecodingForwarder()
         )
@@ -879,8 +880,8 @@ class MediaServer:
         its subscribers, closed legs included), ``subscribers`` (connected subscribe legs),
         ``decoded_frames`` (0 on the forwarding path), ``forwarding`` (``packets`` or the
         ``decoded`` fallback), ``keyframe_requests`` (PLIs sent to the publisher) and
-        ``lean_packets`` (RTP counted by the lean intake, :mod:`bot.media.intake`; ``null`` where it is
-        off)."""
+        ``lean_packets`` (RTP counted by the lean intake,
+        :mod:`bot.webrtc.patches.lean_intake`; ``null`` where it is off)."""
         leg = self._publish.get((room_id, stream_id))
         if leg is None:
             return {
