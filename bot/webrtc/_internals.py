@@ -48,6 +48,10 @@ HANDLE_RTP_PACKET: Final = "_handle_rtp_packet"
 SEND_RTCP_PLI: Final = "_send_rtcp_pli"
 RUN_RTCP: Final = "_run_rtcp"
 
+# -- JitterBuffer
+JITTER_PREFETCH: Final = "_prefetch"
+JITTER_IS_VIDEO: Final = "_is_video"
+
 # -- Vp8Encoder
 VP8_TARGET_BITRATE: Final = "_Vp8Encoder__target_bitrate"
 

@@ -15,7 +15,7 @@ from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 from rtc_faults import eventually
 
 from bot.media import DiscardSink, SyntheticVideoEncoder
-from bot.rtc.peer import PublishLeg, SubscribeLeg
+from bot.rtc.legs import PublishLeg, SubscribeLeg
 from bot.webrtc import TESTED, FastPaths, fast_path_gauges, fast_paths, log_fast_paths
 from bot.webrtc.patches import direct_send, encoder_cap, keyframes, lean_intake, receive_tap, rtcp_taps
 

@@ -8,7 +8,7 @@ it on one sender instance. Also the receive side's PLI (``RTCRtpReceiver._send_r
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 from .. import _internals as n
@@ -47,7 +47,10 @@ def install(sender: Any, on_keyframe: Callable[[], None], *, keep_own: bool = Tr
     return Handle(sender)
 
 
-def pli_sender(receiver: Any) -> Callable[[int], Awaitable[None]] | None:
+PliSender = Callable[[int], Coroutine[Any, Any, None]]
+
+
+def pli_sender(receiver: Any) -> PliSender | None:
     """The receiver's ``_send_rtcp_pli(ssrc)``, or None if this aiortc has none."""
     send = getattr(receiver, n.SEND_RTCP_PLI, None)
-    return cast("Callable[[int], Awaitable[None]]", send) if callable(send) else None
+    return cast("PliSender", send) if callable(send) else None

@@ -63,3 +63,19 @@ def decoder_thread_alive(receiver: Any) -> bool:
     """Whether aiortc's decoder thread for this receiver runs."""
     thread = getattr(receiver, n.RECEIVER_DECODER_THREAD, None)
     return bool(thread is not None and thread.is_alive())
+
+
+def jitter_buffer(receiver: Any) -> Any:
+    """The receiver's jitter buffer (the server wraps it to keep frames before the decoder)."""
+    return getattr(receiver, n.RECEIVER_JITTER_BUFFER, None)
+
+
+def set_jitter_buffer(receiver: Any, buffer: Any) -> None:
+    setattr(receiver, n.RECEIVER_JITTER_BUFFER, buffer)
+
+
+def fresh_jitter_buffer(buffer: Any) -> Any:
+    """An empty jitter buffer of the same shape as aiortc 1.16's ``JitterBuffer`` ``buffer``."""
+    prefetch = getattr(buffer, n.JITTER_PREFETCH, 0)
+    video = getattr(buffer, n.JITTER_IS_VIDEO, False)
+    return type(buffer)(capacity=buffer.capacity, prefetch=prefetch, is_video=video)

@@ -66,3 +66,9 @@ def install(obj: Any, *, rtp: RtpHandler | None = None, rtcp: RtcpHandler | None
         setattr(obj, n.HANDLE_RTCP_PACKET, rtcp)
         names.append(n.HANDLE_RTCP_PACKET)
     return Handle(obj, tuple(names))
+
+
+def ssrc_of(sender: Any) -> int | None:
+    """The sender's media SSRC (what receiver reports about its stream name)."""
+    ssrc = getattr(sender, n.SSRC, None)
+    return ssrc if isinstance(ssrc, int) else None
