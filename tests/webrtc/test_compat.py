@@ -251,3 +251,27 @@ async def test_the_rtcp_taps_wrap_and_unwrap_one_instance() -> None:
     finally:
         await pc.close()
     await asyncio.sleep(0)
+
+
+async def test_the_server_taps_frames_without_copying_receive_and_decodes_nothing() -> None:
+    from bot.server.legs import PublishLeg as ServerPublishLeg
+    from bot.server.legs import rtc_configuration
+
+    publisher = _peer()
+    publisher.addTransceiver(VideoStreamTrack(), direction="sendonly")
+    leg = ServerPublishLeg(1, rtc_configuration(()), lean_intake=False)
+    try:
+        await publisher.setLocalDescription(await publisher.createOffer())
+        await leg.accept_offer(publisher.localDescription.sdp)
+        answer = await leg.answer()
+        await publisher.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
+        assert leg.forwarder.mode == "packets"
+        await eventually(lambda: leg.received["video"].frames >= 5, within=10, what="tapped frames")
+        assert leg.decoded_frames == 0
+        for transceiver in leg.pc.getTransceivers():
+            queue = getattr(transceiver.receiver, "_RTCRtpReceiver__decoder_queue")  # noqa: B009
+            assert isinstance(queue, receive_tap.FrameTap)  # the shared tap stands in for it
+            assert not receive_tap.decoder_thread_alive(transceiver.receiver)
+    finally:
+        await leg.aclose()
+        await publisher.close()
