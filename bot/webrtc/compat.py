@@ -68,40 +68,52 @@ class FastPaths:
         return all(self.paths().values())
 
 
-def _probe_all() -> FastPaths:
+def _probe(pc: RTCPeerConnection) -> FastPaths:
     """Probe a throw-away peer connection: a transceiver per kind, never negotiated.
 
     The ICE-level parts of ``direct_send`` and ``lean_intake`` (aioice's nominated pair,
     ``data_received``) exist from creation, as in a live leg before it connects."""
+    video = pc.addTransceiver("video", direction="sendrecv")
+    audio = pc.addTransceiver("audio", direction="sendrecv")
+    sender, receiver = video.sender, video.receiver
+    return FastPaths(
+        direct_send=direct_send.probe(sender),
+        lean_intake=lean_intake.probe(receiver) and lean_intake.hands_bytes(),
+        receive_tap=receive_tap.probe(receiver) and receive_tap.probe(audio.receiver),
+        keyframes=keyframes.probe(sender),
+        encoder_cap=encoder_cap.probe(sender),
+        rtcp_taps=rtcp_taps.probe(receiver) and rtcp_taps.probe_sender(sender),
+        aiortc=_version("aiortc"),
+        aioice=_version("aioice"),
+    )
+
+
+async def _probe_in_loop() -> FastPaths:
     pc = RTCPeerConnection()
     try:
-        video = pc.addTransceiver("video", direction="sendrecv")
-        audio = pc.addTransceiver("audio", direction="sendrecv")
-        sender, receiver = video.sender, video.receiver
-        return FastPaths(
-            direct_send=direct_send.probe(sender),
-            lean_intake=lean_intake.probe(receiver) and lean_intake.hands_bytes(),
-            receive_tap=receive_tap.probe(receiver) and receive_tap.probe(audio.receiver),
-            keyframes=keyframes.probe(sender),
-            encoder_cap=encoder_cap.probe(sender),
-            rtcp_taps=rtcp_taps.probe(receiver) and rtcp_taps.probe_sender(sender),
-            aiortc=_version("aiortc"),
-            aioice=_version("aioice"),
-        )
+        return _probe(pc)
     finally:
-        _close_quietly(pc)
+        await pc.close()
 
 
-def _close_quietly(pc: RTCPeerConnection) -> None:
-    """A peer connection that never negotiated owns no task or socket yet; close it if a loop
-    runs, else let it go."""
+def _probe_all() -> FastPaths:
+    """In the running loop when there is one (the peer connection is closed later, it owns
+    nothing yet), else in a loop of its own."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return
-    task = loop.create_task(pc.close())
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
+        own = asyncio.new_event_loop()
+        try:
+            return own.run_until_complete(_probe_in_loop())
+        finally:
+            own.close()
+    pc = RTCPeerConnection()
+    try:
+        return _probe(pc)
+    finally:
+        task = loop.create_task(pc.close())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
 
 _closing: set[asyncio.Task[Any]] = set()

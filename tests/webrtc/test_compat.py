@@ -275,3 +275,9 @@ async def test_the_server_taps_frames_without_copying_receive_and_decodes_nothin
     finally:
         await leg.aclose()
         await publisher.close()
+
+
+async def test_the_probe_also_runs_inside_a_running_loop() -> None:
+    from bot.webrtc import compat
+
+    assert compat._probe_all() == fast_paths()
