@@ -12,9 +12,9 @@ wall-clock window that starts after every connection is up and a warm-up has pas
 - shared: one SyntheticVideoEncoder (libvpx, 500 kbps) and one ToneAudioEncoder for the
   process (bot.media.SharedMedia); each publisher sends subscriber tracks of them, so aiortc
   only packetizes (aiortc's own sender task per publisher).
-- direct: the same shared encoders, published through the SDK's leg (``bot.rtc.peer.PublishLeg``)
+- direct: the same shared encoders, published through the SDK's leg (``bot.rtc.legs.PublishLeg``)
   as a bot does: each packet goes from the encoder straight to every sender's socket
-  (``bot.rtc.direct``), with no task, queue or packetization per publisher.
+  (``bot.webrtc.patches.direct_send``), with no task, queue or packetization per publisher.
 
 100% = one core. "fps" is video frames per second per publisher actually handed to aiortc,
 to show whether the sender process kept up.
@@ -165,7 +165,7 @@ async def run_sender(mode: str, n: int, warmup: float, window: float) -> None:
 
 async def run_direct(stdin: Any, shared: Any, spec: Any, n: int, warmup: float, window: float) -> None:
     from bot.agent.logs import configure_logging
-    from bot.rtc.peer import PublishLeg
+    from bot.rtc.legs import PublishLeg
 
     configure_logging("json", "warning", stream=sys.stderr)  # stdout is this script's pipe
     legs = []

@@ -17,7 +17,8 @@ from rtc_faults import Recorder, eventually
 
 from bot.media import FrameSink, MediaSpec, SharedMedia, SyntheticVideoEncoder, read_frame_counter
 from bot.rtc import EnxRtc, MediaError
-from bot.rtc.peer import PublishLeg, _Gate
+from bot.rtc.legs import PublishLeg
+from bot.rtc.legs.publish import _Gate
 from bot.server import RoomServer
 
 pytestmark = pytest.mark.timeout(60)

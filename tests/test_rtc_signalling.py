@@ -194,7 +194,7 @@ async def test_a_leg_that_never_gets_ready_is_1160(server: ScriptedServer) -> No
     """The scripted server acks ``publish`` but never answers the offer."""
     from aiortc.mediastreams import VideoStreamTrack
 
-    from bot.rtc.peer import PublishLeg
+    from bot.rtc.legs import PublishLeg
     from bot.rtc.publication import LocalPublication
 
     sig = await connect(server.url, [])
@@ -220,7 +220,7 @@ async def test_a_leg_that_never_gets_ready_is_1160(server: ScriptedServer) -> No
 async def test_a_leg_failing_while_publishing_is_1160_at_once(server: ScriptedServer) -> None:
     from aiortc.mediastreams import AudioStreamTrack
 
-    from bot.rtc.peer import PublishLeg
+    from bot.rtc.legs import PublishLeg
     from bot.rtc.publication import LocalPublication
 
     sig = await connect(server.url, [])

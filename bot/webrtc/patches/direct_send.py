@@ -1,4 +1,6 @@
-"""Shared packets straight onto the wire: the send path of a publish leg whose media is shared.
+"""Patch ``direct_send``: shared packets straight onto the wire, for a publish leg whose media
+is shared. Mirrors aiortc 1.16 ``RTCRtpSender._run_rtp`` / ``_retransmit`` (and aioice 0.13's
+nominated pair, ``Connection._nominated``).
 
 With shared media a bot does not encode; aiortc's ``RTCRtpSender`` still runs one task per
 sender that wakes for every packet, reads it from a queue, packetizes it (a VP8 payload
@@ -15,10 +17,13 @@ datagram transport (a UDP socket, or aioice's TURN transport for a relayed pair,
 each datagram for the relay as it does for aiortc). It keeps what the rest of aiortc reads
 from the sender up to date: packet and octet counts (``getStats``: ``outbound-rtp``, and the
 RTCP sender reports aiortc still sends from its own task), the last RTP/NTP timestamps (sender
-reports), and a history of the last 128 packets for retransmissions on NACK (``_retransmit``
-is replaced on the instance).
+reports), and a history of the last ``RTP_HISTORY_SIZE`` packets (aiortc's own constant) for
+retransmissions on NACK (``_retransmit`` is replaced on the instance). What ``getStats`` reads
+of the DTLS transport (``transport`` stats: its own byte/packet counters) is not advanced: the
+packets bypass ``RTCDtlsTransport._send_rtp``.
 
-:func:`install` replaces ``_run_rtp`` on one sender instance only (the embedded server and
+:func:`probe` says whether a sender has what this reads and writes; :func:`install` replaces
+``_run_rtp`` on one sender instance only (its :class:`Handle` puts aiortc's back) (the embedded server and
 other bots in the process keep aiortc's path). When the selected pair is not aioice's (an
 aiortc or aioice whose internals differ), it runs aiortc's own ``_run_rtp``. Muting and the
 audio-only fallback go through the leg's gate (``admit``); a video sender starts at a keyframe.
@@ -41,26 +46,27 @@ from aiortc.codecs import get_encoder
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import random_sequence_number
-from aiortc.rtp import HeaderExtensions, RtpPacket, wrap_rtx
+from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions, RtpPacket, wrap_rtx
 from aiortc.utils import random32
 
-from bot.media.fanout import Packet, PacketStream
+from bot.media import Packet, PacketStream
+
+from .. import _internals as n
 
 _HEADER = struct.Struct("!BBHII")
 _DTLS_CONNECTED = DtlsState.CONNECTED
-_HISTORY = 128  # aiortc's RTP_HISTORY_SIZE
+_HISTORY = RTP_HISTORY_SIZE
 _SENTINEL = b"\xab\xcd\xef"  # where the abs-send-time bytes go in the extension template
-_P = "_RTCRtpSender__"
-_NTP, _RTP_TS = f"{_P}ntp_timestamp", f"{_P}rtp_timestamp"
-_OCTETS, _PACKETS = f"{_P}octet_count", f"{_P}packet_count"
+_NTP, _RTP_TS = n.SENDER_NTP_TIMESTAMP, n.SENDER_RTP_TIMESTAMP
+_OCTETS, _PACKETS = n.SENDER_OCTET_COUNT, n.SENDER_PACKET_COUNT
 _SENDER_ATTRS = (
-    f"{_P}rtp_started",
-    f"{_P}rtp_exited",
-    f"{_P}mid",
-    f"{_P}rtp_header_extensions_map",
-    f"{_P}rtx_payload_type",
-    f"{_P}rtx_sequence_number",
-    f"{_P}track",
+    n.SENDER_RTP_STARTED,
+    n.SENDER_RTP_EXITED,
+    n.SENDER_MID,
+    n.SENDER_EXTENSIONS_MAP,
+    n.SENDER_RTX_PAYLOAD_TYPE,
+    n.SENDER_RTX_SEQUENCE_NUMBER,
+    n.SENDER_TRACK,
     _NTP,
     _RTP_TS,
     _OCTETS,
@@ -69,30 +75,40 @@ _SENDER_ATTRS = (
 
 
 def _ice_connection(sender: RTCRtpSender) -> Any:
-    return getattr(sender.transport.transport, "_connection", None)
+    return getattr(getattr(sender.transport, "transport", None), n.ICE_CONNECTION, None)
 
 
-def eligible(sender: RTCRtpSender) -> bool:
+def probe(sender: Any) -> bool:
     """Whether this aiortc's sender has everything :class:`DirectSender` reads and writes."""
-    state = vars(sender)
+    try:
+        state = vars(sender)
+    except TypeError:
+        return False
     return (
         all(name in state for name in _SENDER_ATTRS)
-        and isinstance(state[f"{_P}rtp_started"], asyncio.Event)
-        and isinstance(state[f"{_P}rtp_exited"], asyncio.Event)
-        and callable(getattr(state[f"{_P}rtp_header_extensions_map"], "set", None))
-        and callable(getattr(sender, "_retransmit", None))
-        and hasattr(sender.transport, "_tx_srtp")
-        and isinstance(getattr(sender.transport, "_state", None), DtlsState)
-        and isinstance(getattr(_ice_connection(sender), "_nominated", None), dict)
+        and isinstance(state[n.SENDER_RTP_STARTED], asyncio.Event)
+        and isinstance(state[n.SENDER_RTP_EXITED], asyncio.Event)
+        and callable(getattr(state[n.SENDER_EXTENSIONS_MAP], "set", None))
+        and callable(getattr(sender, n.RETRANSMIT, None))
+        and callable(getattr(sender, n.RUN_RTP, None))
+        and hasattr(sender, n.ENABLED)
+        and hasattr(getattr(sender, "transport", None), n.DTLS_TX_SRTP)
+        and callable(getattr(sender.transport, n.DTLS_SEND_RTP, None))
+        and isinstance(getattr(sender.transport, n.DTLS_STATE, None), DtlsState)
+        and isinstance(getattr(_ice_connection(sender), n.ICE_NOMINATED, None), dict)
     )
+
+
+eligible = probe
+"""The old name of :func:`probe`."""
 
 
 def _udp_link(sender: RTCRtpSender) -> tuple[Any, Callable[[bytes, Any], None], Any] | None:
     """(SRTP session, sendto, address) of the selected pair: the transport under aioice's
     ``StunProtocol`` (a UDP socket, or a TURN relay's transport)."""
     dtls = sender.transport
-    srtp = getattr(dtls, "_tx_srtp", None)
-    pair = _ice_connection(sender)._nominated.get(1)
+    srtp = getattr(dtls, n.DTLS_TX_SRTP, None)
+    pair = getattr(_ice_connection(sender), n.ICE_NOMINATED).get(1)
     if srtp is None or pair is None or type(pair.protocol) is not StunProtocol:
         return None
     udp = getattr(pair.protocol, "transport", None)
@@ -154,11 +170,11 @@ class DirectSender:
         self._admit = admit
         self._packed = _packed(stream, codec)
         self._pt: int = codec.payloadType or 0
-        self._ssrc = sender._ssrc
+        self._ssrc: int = getattr(sender, n.SSRC)
         self._seq = random_sequence_number()
         self._origin = random32()
-        self._mid: str | None = self._state[f"{_P}mid"]
-        self._map = self._state[f"{_P}rtp_header_extensions_map"]
+        self._mid: str | None = self._state[n.SENDER_MID]
+        self._map = self._state[n.SENDER_EXTENSIONS_MAP]
         template = HeaderExtensions()
         template.mid = self._mid
         template.abs_send_time = int.from_bytes(_SENTINEL, "big")
@@ -229,14 +245,14 @@ class DirectSender:
         packet.marker = 1 if marker else 0
         packet.payload = payload
         packet.extensions.mid = self._mid
-        rtx_pt = self._state[f"{_P}rtx_payload_type"]
+        rtx_pt = self._state[n.SENDER_RTX_PAYLOAD_TYPE]
         if rtx_pt is not None:
-            rtx_seq = self._state[f"{_P}rtx_sequence_number"]
-            rtx_ssrc = self._sender._rtx_ssrc
+            rtx_seq = self._state[n.SENDER_RTX_SEQUENCE_NUMBER]
+            rtx_ssrc = getattr(self._sender, n.RTX_SSRC_OF_SENDER)
             packet = wrap_rtx(packet, payload_type=rtx_pt, sequence_number=rtx_seq, ssrc=rtx_ssrc)
-            self._state[f"{_P}rtx_sequence_number"] = (rtx_seq + 1) & 0xFFFF
+            self._state[n.SENDER_RTX_SEQUENCE_NUMBER] = (rtx_seq + 1) & 0xFFFF
         with contextlib.suppress(ConnectionError):
-            await self._dtls._send_rtp(packet.serialize(self._map))
+            await getattr(self._dtls, n.DTLS_SEND_RTP)(packet.serialize(self._map))
             self.retransmitted += 1
 
     def failed(self, error: BaseException) -> None:
@@ -250,17 +266,33 @@ class DirectSender:
             self.done.set_result(None)
 
 
+class Handle:
+    """One sender's direct path: :meth:`uninstall` puts aiortc's ``_run_rtp`` and
+    ``_retransmit`` back on the instance (for a sender that has not started yet)."""
+
+    def __init__(self, sender: RTCRtpSender, run_rtp: Any, retransmit: Any) -> None:
+        self._sender = sender
+        self._saved = {n.RUN_RTP: run_rtp, n.RETRANSMIT: retransmit}
+
+    def uninstall(self) -> None:
+        state = vars(self._sender)
+        for name in self._saved:
+            state.pop(name, None)  # the class's own method shows through again
+
+
 def install(
     sender: RTCRtpSender,
     stream: PacketStream,
     admit: Callable[[bool], bool],
     on_direct: Callable[[DirectSender | None], None] | None = None,
-) -> bool:
-    """Make this sender take the direct path when it starts (see the module docstring).
-    ``on_direct`` hears the :class:`DirectSender` (or None: aiortc's path was taken)."""
-    if not eligible(sender):
-        return False
-    aiortc_run_rtp = sender._run_rtp
+) -> Handle | None:
+    """Make this sender take the direct path when it starts (see the module docstring), or
+    None when :func:`probe` says this aiortc differs. ``on_direct`` hears the
+    :class:`DirectSender` (or None: aiortc's path was taken at start)."""
+    if not probe(sender):
+        return None
+    aiortc_run_rtp = getattr(sender, n.RUN_RTP)
+    handle = Handle(sender, aiortc_run_rtp, getattr(sender, n.RETRANSMIT))
     state = vars(sender)
 
     async def run_rtp(codec: RTCRtpCodecParameters) -> None:
@@ -270,9 +302,9 @@ def install(
                 on_direct(None)
             await aiortc_run_rtp(codec)
             return
-        state[f"{_P}rtp_started"].set()
+        state[n.SENDER_RTP_STARTED].set()
         direct = DirectSender(sender, stream, codec, link, admit)
-        sender._retransmit = direct.retransmit  # type: ignore[method-assign]
+        setattr(sender, n.RETRANSMIT, direct.retransmit)
         if on_direct is not None:
             on_direct(direct)
         stream.attach(direct)
@@ -282,11 +314,11 @@ def install(
             pass
         finally:
             stream.detach(direct)
-            track = state[f"{_P}track"]
+            track = state[n.SENDER_TRACK]
             if track is not None:
                 track.stop()
-                state[f"{_P}track"] = None
-            state[f"{_P}rtp_exited"].set()
+                state[n.SENDER_TRACK] = None
+            state[n.SENDER_RTP_EXITED].set()
 
-    sender._run_rtp = run_rtp  # type: ignore[method-assign]
-    return True
+    setattr(sender, n.RUN_RTP, run_rtp)
+    return handle

@@ -1,4 +1,6 @@
-"""The lean intake: RTP whose frames nobody needs is counted where it arrives, not reassembled.
+"""Patch ``lean_intake``: RTP whose frames nobody needs is counted where it arrives, not
+reassembled. Mirrors aioice 0.13 ``Connection.data_received`` (which must hand over bytes, never
+None: ``compat`` refuses an aioice before 0.13) and aiortc 1.16 ``RTCRtpReceiver`` statistics.
 
 A received packet normally climbs aiortc's whole receive path: aioice queues each datagram for
 the DTLS transport's task, which unprotects it, parses every header extension, routes it to
@@ -24,34 +26,36 @@ it goes back to aiortc's with a fresh NACK generator (and ``restart``: a fresh j
 
 SSRCs are learned from aiortc's path (the first packets of each kind take it), so routing stays
 aiortc's. The private attributes touched are checked by :func:`leanable` before anything is
-replaced; an aiortc without them simply keeps its own path. Used by the room server's publish
-legs (``bot.server.media``) and by the SDK's subscribe legs with a discarding sink
-(``bot.rtc.peer``).
+replaced (:func:`probe`); an aiortc without them simply keeps its own path. Used by the room
+server's publish legs and by the SDK's subscribe legs with a discarding sink.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import pylibsrtp
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import is_rtcp
 
+from .. import _internals as n
+
 _NTP_OFFSET_S = 2_208_988_800
 """Seconds from 1900 to 1970: arrival times in aiortc's clock (``clock.current_ms``, ms since
 the NTP epoch), so a meter fed by both paths sees one time line."""
 
-_NACK = "_RTCRtpReceiver__nack_generator"
-_JITTER = "_RTCRtpReceiver__jitter_buffer"
-_STREAMS = "_RTCRtpReceiver__remote_streams"
-_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
-_CODECS = "_RTCRtpReceiver__codecs"
+_NACK = n.RECEIVER_NACK_GENERATOR
+_JITTER = n.RECEIVER_JITTER_BUFFER
+_STREAMS = n.RECEIVER_REMOTE_STREAMS
+_RTX_SSRC = n.RECEIVER_RTX_SSRC
+_CODECS = n.RECEIVER_CODECS
 
 
-def _ice_connection(receiver: RTCRtpReceiver) -> Any:
-    return getattr(getattr(receiver.transport, "transport", None), "_connection", None)
+def _ice_connection(receiver: Any) -> Any:
+    return getattr(getattr(getattr(receiver, "transport", None), "transport", None), n.ICE_CONNECTION, None)
 
 
 def codec_of(receiver: RTCRtpReceiver, payload_type: int) -> str:
@@ -60,19 +64,40 @@ def codec_of(receiver: RTCRtpReceiver, payload_type: int) -> str:
     return "" if codec is None else str(codec.mimeType).lower()
 
 
-def leanable(receiver: RTCRtpReceiver) -> bool:
+def probe(receiver: Any) -> bool:
     """Whether this aiortc has what :class:`RtpIntake` reads and replaces."""
     connection = _ice_connection(receiver)
     nack = getattr(receiver, _NACK, None)
     return (
         callable(getattr(connection, "data_received", None))
-        and hasattr(receiver.transport, "_rx_srtp")
+        and hasattr(receiver.transport, n.DTLS_RX_SRTP)
         and isinstance(getattr(receiver, _STREAMS, None), dict)
         and isinstance(getattr(receiver, _RTX_SSRC, None), dict)
         and isinstance(getattr(receiver, _CODECS, None), dict)
         and (nack is None or (hasattr(nack, "max_seq") and isinstance(getattr(nack, "missing", None), set)))
         and hasattr(getattr(receiver, _JITTER, None), "add")
     )
+
+
+leanable = probe
+"""The old name of :func:`probe`."""
+
+
+def _aioice_hands_bytes() -> bool:
+    """aioice before 0.13 could call ``data_received`` with None; the lean path reads bytes."""
+    try:
+        major, minor = (int(x) for x in version("aioice").split(".")[:2])
+    except (PackageNotFoundError, ValueError):
+        return False
+    return (major, minor) >= (0, 13)
+
+
+_HANDS_BYTES = _aioice_hands_bytes()
+
+
+def hands_bytes() -> bool:
+    """Whether this aioice is one the lean path may be installed on (0.13 or later)."""
+    return _HANDS_BYTES
 
 
 def _never() -> bool:
@@ -228,8 +253,9 @@ class RtpIntake:
             self.routes[ssrc] = route
 
     def install(self, receiver: RTCRtpReceiver) -> bool:
-        """Start taking packets from the ICE connection under ``receiver`` (once per leg)."""
-        if self._installed or not leanable(receiver):
+        """Start taking packets from the ICE connection under ``receiver`` (once per leg); the
+        intake is its own handle (:meth:`uninstall`)."""
+        if self._installed or not _HANDS_BYTES or not probe(receiver):
             return False
         dtls = receiver.transport
         connection = _ice_connection(receiver)

@@ -1,0 +1,1 @@
+"""One module per reach into aiortc/aioice, each with ``probe`` and ``install`` (see compat)."""

@@ -1,0 +1,283 @@
+"""The upgrade canary (``make upgrade-check``): per fast path, its probe holds on this aiortc/aioice
+and so does the behaviour it exists for; a probe on an object without the attribute says False
+and the leg falls back, loudly."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import VideoStreamTrack
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+from rtc_faults import eventually
+
+from bot.media import DiscardSink, SyntheticVideoEncoder
+from bot.rtc.legs import PublishLeg, SubscribeLeg
+from bot.webrtc import TESTED, FastPaths, fast_path_gauges, fast_paths, log_fast_paths
+from bot.webrtc.patches import direct_send, encoder_cap, keyframes, lean_intake, receive_tap, rtcp_taps
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Log:
+    """A structlog stand-in that keeps (level, event, fields)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def __getattr__(self, level: str) -> Any:
+        def record(event: str, **fields: Any) -> None:
+            self.calls.append((level, event, fields))
+
+        return record
+
+    def events(self, level: str) -> list[str]:
+        return [event for lvl, event, _ in self.calls if lvl == level]
+
+
+def _peer() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+def test_every_fast_path_is_on_with_the_locked_versions() -> None:
+    paths = fast_paths()
+    assert paths is fast_paths()  # probed once per process
+    assert paths.tested, (paths.aiortc, paths.aioice, TESTED)
+    assert paths.all_on, paths
+    gauges = fast_path_gauges(paths)
+    assert set(gauges) == {*paths.paths(), "tested"} and set(gauges.values()) == {1}
+    assert set(paths.paths()) >= {"direct_send", "lean_intake", "receive_tap", "keyframes", "encoder_cap"}
+    log = Log()
+    log_fast_paths(log, paths)
+    assert log.events("debug") == ["webrtc_fast_paths"] and not log.events("warning")
+
+
+def test_a_path_off_or_an_untested_version_is_logged_as_a_warning() -> None:
+    off = replace(fast_paths(), direct_send=False)
+    log = Log()
+    log_fast_paths(log, off)
+    assert log.events("warning") == ["webrtc_fast_paths"]
+    assert log.calls[0][2]["off"] == ["direct_send"]
+    assert fast_path_gauges(off)["direct_send"] == 0
+    newer = replace(fast_paths(), aiortc="9.0.0")
+    assert not newer.tested
+    log = Log()
+    log_fast_paths(log, newer)
+    assert log.events("warning") == ["webrtc_fast_paths"]
+    assert isinstance(newer, FastPaths)
+
+
+def test_a_probe_on_an_object_without_the_internals_says_false() -> None:
+    class Bare:
+        transport = None
+
+    for probe in (
+        direct_send.probe,
+        lean_intake.probe,
+        receive_tap.probe,
+        keyframes.probe,
+        encoder_cap.probe,
+        rtcp_taps.probe,
+        rtcp_taps.probe_sender,
+    ):
+        assert probe(Bare()) is False, probe
+    assert receive_tap.install(Bare(), lambda c, f: None) is None
+    assert keyframes.install(Bare(), lambda: None) is None
+    assert encoder_cap.install(Bare()) is None
+
+
+async def _connect(leg: PublishLeg | SubscribeLeg, answerer: RTCPeerConnection) -> None:
+    await answerer.setRemoteDescription(RTCSessionDescription(sdp=await leg.create_offer(), type="offer"))
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await leg.apply_answer(answerer.localDescription.sdp)
+
+
+async def test_direct_send_advances_the_senders_counts_and_answers_a_nack() -> None:
+    async with SyntheticVideoEncoder(320, 180, 15, keyframe_interval=None, min_keyframe_gap=0) as encoder:
+        leg = PublishLeg(tracks={"video": encoder.track()})
+        sender = leg._senders["video"]
+        assert direct_send.probe(sender)
+        pc = _peer()
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        try:
+            await _connect(leg, pc)
+            await eventually(lambda: leg.direct.get("video") is not None, within=5, what="the direct path")
+            direct = leg.direct["video"]
+            assert direct is not None
+            await eventually(lambda: direct.packets_sent > 20, within=5, what="packets")
+            stats = [s for s in (await sender.getStats()).values() if s.type == "outbound-rtp"]
+            assert stats and stats[0].packetsSent >= 20 and stats[0].bytesSent > 1000
+            # drop every 10th packet of ours on the way in: the receiver NACKs, we resend
+            connection = transceiver.receiver.transport.transport._connection
+            inner, seen = connection.data_received, [0]
+
+            def lossy(data: bytes, component: int) -> None:
+                if len(data) > 12 and 127 < data[0] < 192 and int.from_bytes(data[8:12]) == direct._ssrc:
+                    seen[0] += 1
+                    if seen[0] % 10 == 0:
+                        return
+                inner(data, component)
+
+            connection.data_received = lossy
+            await eventually(lambda: direct.retransmitted > 0, within=5, what="a retransmission")
+            connection.data_received = inner
+        finally:
+            await leg.close()
+            await pc.close()
+
+
+async def test_without_the_internals_the_publish_leg_falls_back_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(direct_send, "probe", lambda sender: False)
+    async with SyntheticVideoEncoder(320, 180, 15) as encoder:
+        log = Log()
+        leg = PublishLeg(tracks={"video": encoder.track()}, log=log)
+        try:
+            assert "direct_send_unavailable" in log.events("warning")
+        finally:
+            await leg.close()
+
+
+class _Frames(DiscardSink):
+    """A discarding sink that wants the frames (so the receive tap, not the lean intake)."""
+
+    needs_frames = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = 0
+
+    def write(
+        self, kind: str, codec: str, data: bytes, timestamp: int, clock_rate: int, keyframe: bool
+    ) -> None:
+        self.written += 1
+
+
+async def _subscribe(sink: Any) -> tuple[SubscribeLeg, RTCPeerConnection]:
+    leg = SubscribeLeg(kinds=["video"], sink=sink)
+    pc = _peer()
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=await leg.create_offer(), type="offer"))
+    for transceiver in pc.getTransceivers():
+        transceiver.sender.replaceTrack(VideoStreamTrack())
+        transceiver.direction = "sendonly"
+    await pc.setLocalDescription(await pc.createAnswer())
+    await leg.apply_answer(pc.localDescription.sdp)
+    return leg, pc
+
+
+async def test_the_receive_tap_takes_frames_and_no_decoder_thread_runs() -> None:
+    sink = _Frames()
+    leg, pc = await _subscribe(sink)
+    try:
+        assert leg.tapped
+        await eventually(lambda: sink.written >= 5, within=10, what="tapped frames")
+        assert leg.decoder_threads_alive() == {"video": False}
+    finally:
+        await leg.close()
+        await pc.close()
+
+
+async def test_the_lean_intake_counts_packets() -> None:
+    leg, pc = await _subscribe(DiscardSink())
+    try:
+        assert leg.intake is not None
+        await eventually(
+            lambda: leg.intake is not None and leg.intake.lean_packets > 10, within=10, what="lean"
+        )
+        counters = leg.counters("video")
+        assert counters is not None and counters.frames > 0
+    finally:
+        await leg.close()
+        await pc.close()
+
+
+async def test_the_keyframe_hook_fires_on_pli() -> None:
+    pc = _peer()
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    heard: list[int] = []
+    handle = keyframes.install(sender, lambda: heard.append(1))
+    assert handle is not None
+    try:
+        pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc)
+        await sender._handle_rtcp_packet(pli)
+        assert heard == [1]
+        handle.uninstall()
+        await sender._handle_rtcp_packet(pli)
+        assert heard == [1]
+    finally:
+        await pc.close()
+
+
+async def test_the_encoder_cap_holds_against_remb() -> None:
+    pc = _peer()
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    try:
+        handle = encoder_cap.install(sender)
+        assert handle is not None
+        handle.encoder.cap_bps = 300_000
+        handle.encoder.target_bitrate = 1_500_000  # what a REMB would ask
+        assert handle.encoder.target_bitrate == 300_000
+        handle.uninstall()
+        assert encoder_cap.probe(sender)
+    finally:
+        await pc.close()
+
+
+async def test_the_rtcp_taps_wrap_and_unwrap_one_instance() -> None:
+    pc = _peer()
+    transceiver = pc.addTransceiver("video", direction="sendrecv")
+    try:
+        receiver, sender = transceiver.receiver, transceiver.sender
+        inner = rtcp_taps.rtcp_handler(sender)
+        assert inner is not None
+        seen: list[Any] = []
+
+        async def tap(packet: Any) -> None:
+            seen.append(packet)
+            await inner(packet)
+
+        handle = rtcp_taps.install(sender, rtcp=tap)
+        pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc)
+        await sender._handle_rtcp_packet(pli)
+        assert seen == [pli]
+        handle.uninstall()
+        await sender._handle_rtcp_packet(pli)
+        assert seen == [pli]
+        assert rtcp_taps.probe(receiver) and rtcp_taps.rtp_handler(receiver) is not None
+    finally:
+        await pc.close()
+    await asyncio.sleep(0)
+
+
+async def test_the_server_taps_frames_without_copying_receive_and_decodes_nothing() -> None:
+    from bot.server.legs import PublishLeg as ServerPublishLeg
+    from bot.server.legs import rtc_configuration
+
+    publisher = _peer()
+    publisher.addTransceiver(VideoStreamTrack(), direction="sendonly")
+    leg = ServerPublishLeg(1, rtc_configuration(()), lean_intake=False)
+    try:
+        await publisher.setLocalDescription(await publisher.createOffer())
+        await leg.accept_offer(publisher.localDescription.sdp)
+        answer = await leg.answer()
+        await publisher.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
+        assert leg.forwarder.mode == "packets"
+        await eventually(lambda: leg.received["video"].frames >= 5, within=10, what="tapped frames")
+        assert leg.decoded_frames == 0
+        for transceiver in leg.pc.getTransceivers():
+            queue = getattr(transceiver.receiver, "_RTCRtpReceiver__decoder_queue")  # noqa: B009
+            assert isinstance(queue, receive_tap.FrameTap)  # the shared tap stands in for it
+            assert not receive_tap.decoder_thread_alive(transceiver.receiver)
+    finally:
+        await leg.aclose()
+        await publisher.close()
+
+
+async def test_the_probe_also_runs_inside_a_running_loop() -> None:
+    from bot.webrtc import compat
+
+    assert compat._probe_all() == fast_paths()
