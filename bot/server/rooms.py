@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from bot.proto import ServerEvent, StreamInfo, UserInfo
-from bot.proto.token import QUALITIES, ROLES
+from bot.proto import QUALITIES, ROLES, ServerEvent, StreamInfo, UserInfo
 
 from .errors import BadRequest, RoomNotFound
 from .store import Store
