@@ -158,8 +158,8 @@ class Presences:
 
     def hold(self, room: Room, participant: Participant, *, reason: str) -> None:
         """The socket dropped without ``drop``: keep the participant for the grace period."""
-        presence = self.of(room, participant)
         participant.phase.step(Trigger.DROPPED)
+        presence = self.of(room, participant)
         participant.sid = ""
         participant.announced = False
         participant.pending.clear()
@@ -224,10 +224,12 @@ class Presences:
     ) -> None:
         """Remove everything the participant owned; others hear onRemoveStream per stream,
         then user-disconnected. Idempotent."""
+        if room.participants.get(participant.client_id) is not participant:
+            return
+        participant.phase.step(trigger)  # an illegal move raises before anything changed
         departure = room.remove_participant(participant.client_id)
         if departure is None:
             return
-        participant.phase.step(trigger)
         presence = self._presence.pop((room.room_id, participant.client_id), None)
         if presence is not None:
             self.tasks.cancel(presence.tasks())
