@@ -285,7 +285,7 @@ async def test_injection_sends_exactly_what_the_detector_sends(
     signalling = room_server.signalling
     for verdict, kbps in (("low", 120.0), ("restored", 900.0)):
         stats = WindowStats(span_s=2.5, packets=200, loss_pct=12.0, kbps=kbps)
-        await signalling._on_bandwidth_change(
+        await signalling.bandwidth_events.on_change(
             BandwidthChange(room_id=room_id, stream_id=stream_id, verdict=verdict, stats=stats)  # type: ignore[arg-type]
         )
     assert await alice.next("bandwidthEvents") == alert
@@ -306,7 +306,7 @@ async def test_injected_alert_holds_the_detector_until_an_injected_restore(
     await alice.next("bandwidthEvents")
     stats = WindowStats(span_s=2.5, packets=200, loss_pct=0.0, kbps=400)
     change = BandwidthChange(room_id=room_id, stream_id=stream_id, verdict="restored", stats=stats)
-    await room_server.signalling._on_bandwidth_change(change)  # the link looks fine: held
+    await room_server.signalling.bandwidth_events.on_change(change)  # the link looks fine: held
     await alice.settle()
     assert len(alice.payloads("bandwidthEvents")) == 1 and len(bob.payloads("bandwidthEvents")) == 1
 

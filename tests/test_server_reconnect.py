@@ -391,3 +391,72 @@ def test_serve_cli_takes_ice_servers_from_flags_and_env_without_logging_the_cred
         timeout=30,
     )
     assert bad.returncode == 2 and "--turn-username" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# --------------------------------------------------------------------------- participant phases
+
+
+async def test_participant_phases_follow_the_table_and_an_illegal_move_raises(
+    graceful: RoomServer, clients: list[RawClient]
+) -> None:
+    """joined -> away (socket cut) -> joined (rejoin, same object) -> left (drop); the presence
+    code moves each participant's machine, so an impossible order raises PhaseError and
+    changes nothing."""
+    from bot.proto import ParticipantPhase, PhaseError, Trigger
+
+    server = graceful
+    presences = server.signalling.presences
+    room_id = server.create_room("phases")["room_id"]
+    room = server.rooms.get(room_id)
+    token = server.mint_token(room_id, "alice")
+    alice = await _client(server, clients)
+    await alice.join(token)
+    old_id = str(alice.client_id)
+    participant = room.participants[old_id]
+    assert participant.phase.phase is ParticipantPhase.JOINED and not participant.away
+    with pytest.raises(PhaseError, match="can't handle GRACE_EXPIRED when role=participant and phase=joined"):
+        await presences.depart(room, participant, cause="grace_expired", trigger=Trigger.GRACE_EXPIRED)
+    assert room.participants[old_id] is participant  # nothing moved
+
+    status, _ = await _post(f"{server.url}/emulator/rooms/{room_id}/clients/{old_id}/drop")
+    assert status == 200
+    await _eventually(lambda: participant.away)
+    assert participant.phase.phase is ParticipantPhase.AWAY and participant.sid == ""
+    grace = presences.of(room, participant).grace
+    with pytest.raises(PhaseError, match="can't handle DROPPED when role=participant and phase=away"):
+        presences.hold(room, participant, reason="twice")
+    assert presences.of(room, participant).grace is grace and participant.away
+
+    again = await _client(server, clients)
+    ack, _ = await again.join(token, **_rejoin_fields(room_id, old_id, "alice"))
+    assert ack["clientId"] == old_id and room.participants[old_id] is participant
+    assert participant.phase.phase is ParticipantPhase.JOINED and participant.sid
+
+    assert await again.ack("drop", {"self": True}) == {"result": 0}
+    await _eventually(lambda: old_id not in room.participants)
+    assert participant.phase.phase is ParticipantPhase.LEFT
+    with pytest.raises(PhaseError):
+        presences.hold(room, participant, reason="gone")
+
+
+async def test_a_rejoin_on_a_socket_that_still_looks_alive_takes_the_participant_over(
+    graceful: RoomServer, clients: list[RawClient]
+) -> None:
+    """The client saw the loss before the server: the old socket is dropped by the server
+    and the new one rejoins (DROPPED then REJOINED), same clientId."""
+    from bot.proto import ParticipantPhase
+
+    server = graceful
+    room_id = server.create_room("takeover")["room_id"]
+    token = server.mint_token(room_id, "alice")
+    alice = await _client(server, clients)
+    await alice.join(token)
+    old_id = str(alice.client_id)
+    participant = server.rooms.get(room_id).participants[old_id]
+    again = await _client(server, clients)
+    ack, _ = await again.join(token, **_rejoin_fields(room_id, old_id, "alice"))
+    assert ack["clientId"] == old_id and participant.phase.phase is ParticipantPhase.JOINED
+    async with asyncio.timeout(3):
+        await alice.disconnected.wait()  # the server closed the old socket
+    await asyncio.sleep(0.2)
+    assert participant.phase.phase is ParticipantPhase.JOINED and not participant.away

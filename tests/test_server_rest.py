@@ -342,3 +342,63 @@ async def test_serve_runs_until_cancelled_and_logs_where(http: aiohttp.ClientSes
                 await task
     assert started["url"].startswith("http://127.0.0.1:") and not started["url"].endswith(":0")
     assert APP_KEY not in repr(logs)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+async def test_a_failing_handler_is_logged_counted_and_told_to_the_hook(
+    room_server: RoomServer, room: dict[str, Any], raw_client: Connect
+) -> None:
+    """An unexpected exception in a handler answers a server error, is logged with its
+    traceback, counted in ``enx_server_failures_total{where}`` and handed to the owner's hook."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from bot.proto import GetMaxTalkers
+
+    seen: list[tuple[str, BaseException]] = []
+    room_server.failures.add_hook(lambda where, error: seen.append((where, error)))
+    room_server.failures.add_hook(lambda where, error: 1 / 0)  # a failing hook changes nothing
+    alice = await raw_client()
+    await alice.join(room_server.mint_token(room["room_id"], "alice"))
+
+    async def broken(session: Any, event: Any) -> None:
+        raise RuntimeError("boom")
+
+    handlers = room_server.signalling._handlers
+    original, handlers[GetMaxTalkers] = handlers[GetMaxTalkers], broken
+    with structlog.testing.capture_logs() as logs:
+        reply = await alice.ack(GetMaxTalkers.WIRE)
+    assert reply["result"] == ErrorCode.MALFORMED_REQUEST and "server error" in reply["msg"]
+    failed = [e for e in logs if e["event"] == "request_failed"]
+    assert len(failed) == 1 and failed[0]["exc_info"] is True and failed[0]["log_level"] == "error"
+    assert [e["where"] for e in logs if e["event"] == "failure_hook_failed"] == ["signalling_handler"]
+    assert [(w, str(e)) for w, e in seen] == [("signalling_handler", "boom")]
+    assert room_server.failures.counts == {"signalling_handler": 1}
+    async with aiohttp.ClientSession() as http, http.get(f"{room_server.url}/metrics") as r:
+        text = await r.text()
+    samples = {
+        s.labels.get("where"): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "enx_server_failures_total"
+    }
+    assert samples == {"signalling_handler": 1.0}
+    handlers[GetMaxTalkers] = original
+    assert (await alice.ack(GetMaxTalkers.WIRE))["maxTalkers"] == 6  # the socket still works
+
+
+async def test_a_failing_background_task_is_counted_where_it_ran(room_server: RoomServer) -> None:
+    async def crash() -> None:
+        raise ValueError("lost")
+
+    with structlog.testing.capture_logs() as logs:
+        task = room_server.signalling.tasks.spawn(crash(), name="crash", where="bandwidth_loop")
+        with contextlib.suppress(ValueError):
+            await task
+        await asyncio.sleep(0)
+    assert room_server.failures.counts == {"bandwidth_loop": 1}
+    assert [e["task"] for e in logs if e["event"] == "task_failed"] == ["crash"]
+    assert (
+        room_server.registry.get_sample_value("enx_server_failures_total", {"where": "bandwidth_loop"}) == 1
+    )

@@ -5,7 +5,15 @@ Bots and tests join it like they would join EnableX; see docs/INTERFACES.md for 
 
 from .app import RoomServer, serve
 from .bandwidth import BandwidthSettings
-from .errors import BadRequest, ClientNotFound, MediaError, RequestRefused, RoomNotFound, ServerError
+from .errors import (
+    BadRequest,
+    ClientNotFound,
+    MediaError,
+    NegotiationRefused,
+    RequestRefused,
+    RoomNotFound,
+    ServerError,
+)
 from .store import Store, StoreError
 
 __all__ = [
@@ -13,6 +21,7 @@ __all__ = [
     "BandwidthSettings",
     "ClientNotFound",
     "MediaError",
+    "NegotiationRefused",
     "RequestRefused",
     "RoomNotFound",
     "RoomServer",

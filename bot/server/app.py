@@ -25,13 +25,16 @@ from aiohttp import web
 
 from bot.proto import IceServer, redact
 
+from .api import MediaCounts
 from .bandwidth import BandwidthSettings
 from .errors import BadRequest
 from .media import MediaServer
 from .metrics import server_registry
+from .presence import RECONNECT_GRACE_S
 from .rest import API_PREFIX, make_app
 from .rooms import RoomRegistry, check_role
-from .signalling import RECONNECT_GRACE_S, Signalling
+from .signalling import Signalling
+from .stats import Failures, SignallingStats
 from .store import Store
 from .tokens import TokenBook
 
@@ -59,6 +62,7 @@ class RoomServer:
 
     ``reconnect_grace_s``: how long a participant whose socket dropped without ``drop`` is
     kept for a rejoin (0 removes it at once). ``bandwidth``: the detector's thresholds.
+    Serves the REST API and the metrics as a :class:`~.api.RoomApi`.
     """
 
     def __init__(
@@ -92,6 +96,9 @@ class RoomServer:
         self.rooms = RoomRegistry(max_talkers, self.store)
         self.tokens = TokenBook(app_key, clock=clock, lifetime_s=token_lifetime_s, store=self.store)
         self.media = MediaServer(tap_encoded=tap_encoded, lean_intake=lean_intake, bandwidth=bandwidth)
+        self.failures = Failures()
+        """Unexpected exceptions survived, by where (``enx_server_failures_total``);
+        ``failures.add_hook(fn)`` calls ``fn(where, error)`` for each."""
         self.signalling = Signalling(
             rooms=self.rooms,
             tokens=self.tokens,
@@ -99,6 +106,7 @@ class RoomServer:
             ice_servers=self.ice_servers,
             max_talkers=max_talkers,
             reconnect_grace_s=reconnect_grace_s,
+            failures=self.failures,
         )
         self.registry = server_registry(self)
         """This server's Prometheus metrics (``enx_server_*``; see :mod:`.metrics`), also at
@@ -172,6 +180,14 @@ class RoomServer:
         await self.aclose()
 
     # ------------------------------------------------------------------ in-process API
+
+    @property
+    def stats(self) -> SignallingStats:
+        return self.signalling.stats
+
+    def media_counts(self) -> MediaCounts:
+        packets, octets = self.media.forwarded.packets, self.media.forwarded.bytes
+        return MediaCounts(forwarded_legs=self.media.connected_legs()[1], packets=packets, bytes=octets)
 
     def create_room(
         self, name: str, settings: dict[str, Any] | None = None, owner_ref: str = ""

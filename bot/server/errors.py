@@ -44,7 +44,11 @@ class RequestRefused(ServerError):
     """A Socket.IO request that is well formed but not allowed now (ack ``{result, msg}``)."""
 
 
-class MediaError(ServerError):
+class NegotiationRefused(ServerError):
     """An offer or candidate the media side cannot use (ack 4122 / 4121)."""
 
     code = int(ErrorCode.MEDIA_NEGOTIATION_FAILED)
+
+
+MediaError = NegotiationRefused
+"""The old name of :class:`NegotiationRefused`, kept for one release."""

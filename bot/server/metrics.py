@@ -21,7 +21,15 @@ name                                           type       meaning
 ``enx_server_bandwidth_restores_total``        counter    restored verdicts sent
 ``enx_server_joins_total``                     counter    tokens accepted (joins and rejoins)
 ``enx_server_join_refusals_total{code}``       counter    tokens refused, by error code
+``enx_server_failures_total{where}``           counter    unexpected exceptions the server
+                                                          survived (logged with their traceback);
+                                                          ``where``: signalling_handler,
+                                                          bandwidth_loop, media_leg,
+                                                          background_task
 =============================================  =========  =======================================
+
+The failures family is named under ``enx_server_`` like the others: the embedded agent
+concatenates this registry with its own, where a family of the same name would clash.
 
 Scrapes may come from another thread (the agent's health server): the collector copies the
 server's containers before reading them and retries if one changed under it.
@@ -30,21 +38,20 @@ server's containers before reading them and retries if one changed under it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-if TYPE_CHECKING:
-    from .app import RoomServer
+from .api import RoomApi
 
 _ATTEMPTS = 5
+FAILURES = "enx_server_failures"
 
 
 class ServerCollector:
-    """Reads one :class:`~.app.RoomServer` at scrape time."""
+    """Reads one room server (any :class:`~.api.RoomApi`) at scrape time."""
 
-    def __init__(self, server: RoomServer) -> None:
+    def __init__(self, server: RoomApi) -> None:
         self._server = server
 
     def describe(self) -> Iterator[Metric]:
@@ -84,6 +91,9 @@ class ServerCollector:
         refusals = CounterMetricFamily(
             "enx_server_join_refusals", "Tokens refused, by error code.", labels=["code"]
         )
+        failures = CounterMetricFamily(
+            FAILURES, "Unexpected exceptions the server survived, by where.", labels=["where"]
+        )
         if not empty:
             all_rooms = list(server.rooms)
             rooms.add_metric([], len(all_rooms))
@@ -92,21 +102,24 @@ class ServerCollector:
                 participants.add_metric([room.room_id], len(room.participants))
                 streams += sum(1 for s in list(room.streams.values()) if s.announced)
             published.add_metric([], streams)
-            forwarded.add_metric([], server.media.connected_legs()[1])
-            packets.add_metric([], server.media.forwarded.packets)
-            octets.add_metric([], server.media.forwarded.bytes)
-            stats = server.signalling.stats
+            media = server.media_counts()
+            forwarded.add_metric([], media.forwarded_legs)
+            packets.add_metric([], media.packets)
+            octets.add_metric([], media.bytes)
+            stats = server.stats
             for kind, count in sorted(dict(stats.alerts).items()):
                 alerts.add_metric([kind], count)
             restores.add_metric([], stats.restores)
             joins.add_metric([], stats.joins)
             for code, count in sorted(dict(stats.refusals).items()):
                 refusals.add_metric([str(code)], count)
+            for where, count in sorted(dict(server.failures.counts).items()):
+                failures.add_metric([where], count)
         yield from (rooms, participants, published, forwarded, packets, octets, alerts, restores, joins)
-        yield refusals
+        yield from (refusals, failures)
 
 
-def server_registry(server: RoomServer) -> CollectorRegistry:
+def server_registry(server: RoomApi) -> CollectorRegistry:
     """A registry holding ``server``'s metrics only (no process metrics: the agent has them)."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(ServerCollector(server))

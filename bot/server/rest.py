@@ -21,17 +21,15 @@ import base64
 import binascii
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
+from .api import RoomApi
 from .errors import BadRequest, ClientNotFound, RoomNotFound, ServerError
 from .rooms import check_role
-
-if TYPE_CHECKING:
-    from .app import RoomServer
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +39,11 @@ METRICS_PATH = "/metrics"
 EMULATOR_PREFIX = "/emulator"
 PROTECTED_PREFIXES = (API_PREFIX, EMULATOR_PREFIX)
 REALM = 'Basic realm="enx-bot room server", charset="UTF-8"'
+
+API_KEY = web.AppKey("room_api", RoomApi)
+"""Where the handlers find the server they serve (``request.app[API_KEY]``)."""
+PROCESS_KEY = web.AppKey("process_registry", CollectorRegistry)
+"""The process's CPU and memory families, appended to ``GET /metrics``."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -64,121 +67,148 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 
 
-def make_app(server: RoomServer) -> web.Application:
+def _api(request: web.Request) -> RoomApi:
+    return request.app[API_KEY]
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """HTTP Basic on the protected prefixes; server errors as JSON with their status."""
+    if not request.path.startswith(PROTECTED_PREFIXES):
+        return await handler(request)
+    api = _api(request)
+    creds = _credentials(request.headers.get("Authorization"))
+    # evaluate both comparisons: no early exit that tells which half was wrong
+    ok = creds is not None and (_same(creds[0], api.app_id) & _same(creds[1], api.app_key))
+    if not ok:
+        log.info("rest_unauthorized", path=request.path, remote=request.remote)
+        return error_response(
+            401, "authentication required: HTTP Basic APP_ID:APP_KEY", {"WWW-Authenticate": REALM}
+        )
+    try:
+        return await handler(request)
+    except ServerError as exc:
+        status = 404 if isinstance(exc, RoomNotFound | ClientNotFound) else 400
+        return error_response(status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason)
+
+
+async def body_of(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, LookupError):  # bad JSON, bad bytes for the charset, bad charset
+        raise BadRequest("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+# ---------------------------------------------------------------------- /video/v2
+
+
+async def create_room(request: web.Request) -> web.Response:
+    body = await body_of(request)
+    if "name" not in body:
+        raise BadRequest("field 'name' is required")
+    room = _api(request).create_room(
+        name=body["name"], settings=body.get("settings"), owner_ref=body.get("owner_ref", "")
+    )
+    return web.json_response({"result": 0, "room": room})
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    return web.json_response({"result": 0, "rooms": [r.to_rest() for r in _api(request).rooms]})
+
+
+async def get_room(request: web.Request) -> web.Response:
+    room = _api(request).rooms.get(request.match_info["room_id"])
+    return web.json_response({"result": 0, "room": room.to_rest()})
+
+
+async def delete_room(request: web.Request) -> web.Response:
+    await _api(request).delete_room(request.match_info["room_id"])
+    return web.json_response({"result": 0})
+
+
+async def create_token(request: web.Request) -> web.Response:
+    api = _api(request)
+    room_id = request.match_info["room_id"]
+    api.rooms.get(room_id)  # 404 before 400: the URL is checked first
+    body = await body_of(request)
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest("field 'name' is required and must be a non-empty string")
+    role = check_role(body.get("role"))
+    user_ref = body.get("user_ref", "")
+    if not isinstance(user_ref, str):
+        raise BadRequest("field 'user_ref' must be a string")
+    data = body.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise BadRequest("field 'data' must be an object")
+    token = api.mint_token(room_id, name=name, role=role, user_ref=user_ref, data=data, host=request.host)
+    return web.json_response({"result": 0, "token": token})
+
+
+# ---------------------------------------------------------------------- /emulator
+
+
+async def room_view(request: web.Request) -> web.Response:
+    return web.json_response(_api(request).room_view(request.match_info["room_id"]))
+
+
+async def drop_client(request: web.Request) -> web.Response:
+    await _api(request).drop_connection(request.match_info["room_id"], request.match_info["client_id"])
+    return web.json_response({"result": 0})
+
+
+async def bandwidth(request: web.Request) -> web.Response:
+    api = _api(request)
+    room_id = request.match_info["room_id"]
+    api.rooms.get(room_id)  # 404 before 400
+    body = await body_of(request)
+    client_ids = body.get("client_ids")
+    if (
+        not isinstance(client_ids, list)
+        or not client_ids
+        or not all(isinstance(c, str) and c for c in client_ids)
+    ):
+        raise BadRequest("field 'client_ids' must be a non-empty list of client ids")
+    restored = body.get("restored", False)
+    if not isinstance(restored, bool):
+        raise BadRequest("field 'restored' must be true or false")
+    kbps = body.get("bandwidth")
+    if kbps is not None and (isinstance(kbps, bool) or not isinstance(kbps, int | float) or kbps <= 0):
+        raise BadRequest("field 'bandwidth' must be a positive number of kbps")
+    if not restored and kbps is None:
+        raise BadRequest("give 'bandwidth' (kbps) for an alert, or 'restored': true")
+    await api.inject_bandwidth(room_id, client_ids, kbps=kbps, restored=restored)
+    return web.json_response({"result": 0})
+
+
+# ---------------------------------------------------------------------- open endpoints
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition: the server's registry, then the process's CPU and memory."""
+    body = generate_latest(_api(request).registry) + generate_latest(request.app[PROCESS_KEY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def status(request: web.Request) -> web.Response:
+    """``internetDetectionUrl``: clients probe it (``HEAD ?rand=N``) before rejoining."""
+    return web.json_response({"result": 0})
+
+
+def make_app(api: RoomApi) -> web.Application:
     """The aiohttp application: REST routes, auth and JSON errors (Socket.IO attaches later)."""
-
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith(PROTECTED_PREFIXES):
-            return await handler(request)
-        creds = _credentials(request.headers.get("Authorization"))
-        # evaluate both comparisons: no early exit that tells which half was wrong
-        ok = creds is not None and (_same(creds[0], server.app_id) & _same(creds[1], server.app_key))
-        if not ok:
-            log.info("rest_unauthorized", path=request.path, remote=request.remote)
-            return error_response(
-                401, "authentication required: HTTP Basic APP_ID:APP_KEY", {"WWW-Authenticate": REALM}
-            )
-        try:
-            return await handler(request)
-        except ServerError as exc:
-            status = 404 if isinstance(exc, RoomNotFound | ClientNotFound) else 400
-            return error_response(status, str(exc))
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            return error_response(exc.status, exc.reason)
-
-    async def body_of(request: web.Request) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except (ValueError, LookupError):  # bad JSON, bad bytes for the charset, bad charset
-            raise BadRequest("body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise BadRequest("body must be a JSON object")
-        return body
-
-    async def create_room(request: web.Request) -> web.Response:
-        body = await body_of(request)
-        if "name" not in body:
-            raise BadRequest("field 'name' is required")
-        room = server.create_room(
-            name=body["name"], settings=body.get("settings"), owner_ref=body.get("owner_ref", "")
-        )
-        return web.json_response({"result": 0, "room": room})
-
-    async def list_rooms(request: web.Request) -> web.Response:
-        return web.json_response({"result": 0, "rooms": [r.to_rest() for r in server.rooms]})
-
-    async def get_room(request: web.Request) -> web.Response:
-        room = server.rooms.get(request.match_info["room_id"])
-        return web.json_response({"result": 0, "room": room.to_rest()})
-
-    async def delete_room(request: web.Request) -> web.Response:
-        await server.delete_room(request.match_info["room_id"])
-        return web.json_response({"result": 0})
-
-    async def create_token(request: web.Request) -> web.Response:
-        room_id = request.match_info["room_id"]
-        server.rooms.get(room_id)  # 404 before 400: the URL is checked first
-        body = await body_of(request)
-        name = body.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise BadRequest("field 'name' is required and must be a non-empty string")
-        role = check_role(body.get("role"))
-        user_ref = body.get("user_ref", "")
-        if not isinstance(user_ref, str):
-            raise BadRequest("field 'user_ref' must be a string")
-        data = body.get("data")
-        if data is not None and not isinstance(data, dict):
-            raise BadRequest("field 'data' must be an object")
-        token = server.mint_token(
-            room_id, name=name, role=role, user_ref=user_ref, data=data, host=request.host
-        )
-        return web.json_response({"result": 0, "token": token})
-
-    async def room_view(request: web.Request) -> web.Response:
-        return web.json_response(server.room_view(request.match_info["room_id"]))
-
-    async def drop_client(request: web.Request) -> web.Response:
-        await server.drop_connection(request.match_info["room_id"], request.match_info["client_id"])
-        return web.json_response({"result": 0})
-
-    async def bandwidth(request: web.Request) -> web.Response:
-        room_id = request.match_info["room_id"]
-        server.rooms.get(room_id)  # 404 before 400
-        body = await body_of(request)
-        client_ids = body.get("client_ids")
-        if (
-            not isinstance(client_ids, list)
-            or not client_ids
-            or not all(isinstance(c, str) and c for c in client_ids)
-        ):
-            raise BadRequest("field 'client_ids' must be a non-empty list of client ids")
-        restored = body.get("restored", False)
-        if not isinstance(restored, bool):
-            raise BadRequest("field 'restored' must be true or false")
-        kbps = body.get("bandwidth")
-        if kbps is not None and (isinstance(kbps, bool) or not isinstance(kbps, int | float) or kbps <= 0):
-            raise BadRequest("field 'bandwidth' must be a positive number of kbps")
-        if not restored and kbps is None:
-            raise BadRequest("give 'bandwidth' (kbps) for an alert, or 'restored': true")
-        await server.inject_bandwidth(room_id, client_ids, kbps=kbps, restored=restored)
-        return web.json_response({"result": 0})
-
     process_registry = CollectorRegistry(auto_describe=True)
     ProcessCollector(registry=process_registry)
-
-    async def metrics(request: web.Request) -> web.Response:
-        """Prometheus exposition: the server's registry, then the process's CPU and memory."""
-        body = generate_latest(server.registry) + generate_latest(process_registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def status(request: web.Request) -> web.Response:
-        """``internetDetectionUrl``: clients probe it (``HEAD ?rand=N``) before rejoining."""
-        return web.json_response({"result": 0})
-
     app = web.Application(middlewares=[guard])
+    app[API_KEY] = api
+    app[PROCESS_KEY] = process_registry
     app.router.add_get(STATUS_PATH, status)
     app.router.add_get(METRICS_PATH, metrics)
     app.router.add_post(f"{API_PREFIX}/rooms", create_room)

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from bot.proto import ServerEvent, StreamInfo, UserInfo
-from bot.proto.token import QUALITIES, ROLES
+from bot.proto import QUALITIES, ROLES, ParticipantPhase, PhaseMachine, ServerEvent, StreamInfo, UserInfo
 
 from .errors import BadRequest, RoomNotFound
 from .store import Store
@@ -131,10 +130,12 @@ class Stream:
 @dataclass(kw_only=True)
 class Participant:
     """One participant, on one socket at a time. ``pending`` holds events for it until its
-    room-connected is out. ``sid`` is empty while it is away (its socket closed without
-    ``drop``: the reconnection grace period); ``stale_streams`` are the streams of its previous
-    socket after a rejoin, removed when it publishes again. ``bw_low`` are its streams judged
-    low; ``bw_forced`` is set while an injected alert overrides the detector."""
+    room-connected is out. ``phase`` is the server's view of it (``bot.proto`` participant
+    table), moved only by the presence code; while it is away (its socket closed without
+    ``drop``: the reconnection grace period) ``sid`` is empty. ``stale_streams`` are the
+    streams of its previous socket after a rejoin, removed when it publishes again. ``bw_low``
+    are its streams judged low; ``bw_forced`` is set while an injected alert overrides the
+    detector."""
 
     client_id: str
     sid: str
@@ -151,6 +152,7 @@ class Participant:
     stale_streams: set[int] = field(default_factory=set)
     bw_low: set[int] = field(default_factory=set)
     bw_forced: bool = False
+    phase: PhaseMachine[ParticipantPhase] = field(default_factory=PhaseMachine.participant, repr=False)
 
     @property
     def can_publish(self) -> bool:
@@ -158,7 +160,7 @@ class Participant:
 
     @property
     def away(self) -> bool:
-        return not self.sid
+        return self.phase.phase is ParticipantPhase.AWAY
 
     def user_info(self) -> UserInfo:
         return UserInfo(

@@ -12,8 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.proto import ErrorCode, TokenError, TokenRequest, mint_token, verify_token_id
-from bot.proto.token import ROLES, TOKEN_LIFETIME_S
+from bot.proto import (
+    ROLES,
+    TOKEN_LIFETIME_S,
+    ErrorCode,
+    TokenError,
+    TokenRequest,
+    mint_token,
+    verify_token_id,
+)
 
 from .store import Store
 

@@ -1,0 +1,44 @@
+"""What leaves the server on the sockets: events to one client, to a room, and closes.
+
+Events for a participant are held until its ``room-connected`` is out and dropped while it is
+away (a rejoin gets a fresh ``room-connected``), so no caller has to know its phase.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.proto import ServerEvent, encode
+
+from .rooms import Participant, Room
+
+
+class Outbox:
+    """The sending half of the Socket.IO server, shared by joining, presence, requests and
+    bandwidth events."""
+
+    def __init__(self, sio: Any) -> None:
+        self._sio = sio
+
+    async def emit(self, sid: str, event: ServerEvent) -> None:
+        if not sid:
+            return
+        name, args = encode(event)
+        await self._sio.emit(name, args, to=sid)
+
+    async def send(self, participant: Participant, event: ServerEvent) -> None:
+        """To one participant, held until its room-connected is out, dropped while it is away."""
+        if participant.away:
+            return
+        if participant.announced:
+            await self.emit(participant.sid, event)
+        else:
+            participant.pending.append(event)
+
+    async def broadcast(self, room: Room, event: ServerEvent, *, exclude: str) -> None:
+        for other in room.others(exclude):
+            await self.send(other, event)
+
+    async def disconnect(self, sid: str) -> None:
+        """Close this socket (Socket.IO close: the client sees a server disconnect)."""
+        await self._sio.disconnect(sid)
