@@ -364,7 +364,7 @@ def _attach(rtc: EnxRtc, inbox: asyncio.Queue[Any]) -> asyncio.Task[None]:
     ctx.phase.step(Trigger.JOINED)
     session: Any = _NoSocket(inbox)
     ctx.session = session
-    return rtc._dispatcher.start(session)
+    return rtc._life.dispatcher.start(session)
 
 
 async def test_callbacks_fire_in_server_order_and_survive_failing_callbacks() -> None:

@@ -105,6 +105,8 @@ class Context:
         """What the server last knew us as, for a rejoin."""
         self.tasks: set[asyncio.Task[Any]] = set()
         """Short background requests (mutes, unpublish, video promotion): cancelled on teardown."""
+        self.firing: set[asyncio.Task[Any]] = set()
+        """Tasks inside an app callback now (which may be awaiting ``disconnect()``: not cancelled)."""
 
     @property
     def connected(self) -> bool:
