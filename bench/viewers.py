@@ -54,7 +54,7 @@ async def viewers(api: str, room: str, count: int, lean: bool, settle: float, wi
             ) as r:
                 token = (await r.json())["token"]
             rtc = EnxRtc(label=f"view-{i}", subscribe="all")
-            rtc._lean_receive = lean
+            rtc._subscriber.lean = lean
             await rtc.join_room(token, {"audio": False, "video": False})
             rtcs.append(rtc)
     await asyncio.sleep(settle)
@@ -75,7 +75,7 @@ async def viewers(api: str, room: str, count: int, lean: bool, settle: float, wi
     lean_packets = sum(
         leg.intake.lean_packets
         for rtc in rtcs
-        for sub in rtc._subscriptions.values()
+        for sub in rtc._subscriber.legs.values()
         if (leg := sub.leg) is not None and leg.intake is not None
     )
     print(

@@ -121,6 +121,14 @@ def test_second_join_is_refused_and_disconnected_is_final() -> None:
     assert all(not m.can(t) for t in Trigger)
 
 
+def test_disconnect_before_join_is_final() -> None:
+    """``EnxRtc.disconnect()`` on an instance that never joined: closed, and no join after."""
+    m = PhaseMachine.client()
+    m.step(Trigger.LEAVE)
+    m.step(Trigger.CLOSED)
+    assert m.phase is Phase.DISCONNECTED and not m.can(Trigger.JOIN)
+
+
 def test_tables_cover_every_phase_and_only_name_known_phases() -> None:
     for table, phases in ((CLIENT, Phase), (PARTICIPANT, ParticipantPhase)):
         assert set(table) == set(phases)

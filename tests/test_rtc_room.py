@@ -198,7 +198,7 @@ async def test_room_connected_always_reaches_callbacks_registered_before_join(
             await rtc.join_room(token, AV)
             assert "connected" in fired  # fired before join_room returned
             await asyncio.wait_for(published.wait(), 10)
-            own = list(rtc._owned.values())  # silence and black, made by the SDK
+            own = rtc._publisher.owned_tracks  # silence and black, made by the SDK
         assert len(own) == 2 and all(t.readyState == "ended" for t in own)
         to_connected.append(fired["connected"] - started)
         to_published.append(fired["published"] - started)

@@ -193,8 +193,8 @@ async def test_shared_media_publishers_and_a_subscribers_keyframes(
         assert encoder.subscribers == 2  # one encoding for both publishers
         publish = (await publishers[0].stats())["publish"]
         assert publish["packetVideo"] is True and publish["videoBitrate"] is None
-        assert publishers[0]._publication is not None
-        assert publishers[0]._publication.leg.set_video_cap(100_000) is False  # fixed bitrate
+        assert publishers[0]._publisher.publication is not None
+        assert publishers[0]._publisher.publication.leg.set_video_cap(100_000) is False  # fixed bitrate
 
         decoded: dict[int, list[av.VideoFrame]] = {}
 
@@ -214,7 +214,7 @@ async def test_shared_media_publishers_and_a_subscribers_keyframes(
         for stream_id in streams:
             await rec.wait_for("on_subscribed_stream", lambda p, s=stream_id: p["streamId"] == s)
         # the first keyframe of each leg comes fast (the leg asks for one at ready)
-        legs = [sub._subscriptions[s].leg for s in streams]
+        legs = [sub._subscriber.legs[s].leg for s in streams]
         await eventually(
             lambda: all(leg.counters("video").keyframes for leg in legs),  # type: ignore[union-attr]
             within=2,
@@ -250,8 +250,8 @@ async def test_shared_media_publishers_and_a_subscribers_keyframes(
             assert len(counts) >= 10 and all(y > x for x, y in itertools.pairwise(counts)), counts
         # both publishers sent on the direct path: the encoder handed packets to their senders
         for rtc in publishers:
-            assert rtc._publication is not None
-            direct = rtc._publication.leg.direct
+            assert rtc._publisher.publication is not None
+            direct = rtc._publisher.publication.leg.direct
             assert set(direct) == {"audio", "video"} and all(
                 d is not None and d.packets_sent for d in direct.values()
             )

@@ -90,7 +90,7 @@ async def test_requests_reach_the_server_with_the_official_argument_shapes(
         await sig.request(proto.DropRequest())
         await sig.request(proto.SelfMuteRequest(kind="audio", muted=True))
     finally:
-        await sig.close()
+        await sig.aclose()
     assert server.received == [
         ("getMaxNumberOfTalker", []),
         ("publish", [proto.encode(publish)[1][0], None]),
@@ -113,7 +113,7 @@ async def test_refusal_is_an_ack_and_silence_is_an_error(server: ScriptedServer)
         assert info.value.code == ErrorCode.SIGNALLING_CONNECTION_FAILED
         assert "slow" in info.value.msg
     finally:
-        await sig.close()
+        await sig.aclose()
 
 
 async def test_events_arrive_in_order_then_the_close(server: ScriptedServer) -> None:
@@ -127,7 +127,7 @@ async def test_events_arrive_in_order_then_the_close(server: ScriptedServer) -> 
                 break
             await asyncio.sleep(0.02)
     finally:
-        await sig.close()
+        await sig.aclose()
     users = [e for e in sink if isinstance(e, proto.UserConnected)]
     assert [u.user.client_id for u in users] == [f"c{i}" for i in range(100)]
     assert isinstance(sink[-1], SocketClosed) and len(sink) == 101
@@ -137,8 +137,8 @@ async def test_events_arrive_in_order_then_the_close(server: ScriptedServer) -> 
 async def test_our_own_close_is_not_reported(server: ScriptedServer) -> None:
     sink: list[Inbound] = []
     sig = await connect(server.url, sink)
-    await sig.close()
-    await sig.close()
+    await sig.aclose()
+    await sig.aclose()
     await asyncio.sleep(0.1)
     assert sink == []
     with pytest.raises(SignallingError) as info:
@@ -207,8 +207,8 @@ async def test_a_leg_that_never_gets_ready_is_1160(server: ScriptedServer) -> No
         with pytest.raises(RoomError) as info:
             await publication.run(within=1.0)
     finally:
-        await publication.close()
-        await sig.close()
+        await publication.aclose()
+        await sig.aclose()
         track.stop()
     assert time.monotonic() - started < 3
     assert info.value.code == ErrorCode.MEDIA_CONNECTION_FAILED
@@ -238,8 +238,8 @@ async def test_a_leg_failing_while_publishing_is_1160_at_once(server: ScriptedSe
         with pytest.raises(RoomError) as info:
             await asyncio.wait_for(task, 2)
     finally:
-        await publication.close()
-        await sig.close()
+        await publication.aclose()
+        await sig.aclose()
         track.stop()
     assert info.value.code == ErrorCode.MEDIA_CONNECTION_FAILED
     assert "ICE" in info.value.msg

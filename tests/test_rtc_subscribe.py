@@ -183,7 +183,7 @@ async def test_discard_sink_decodes_nothing_and_stats_cover_every_leg(
     a, stream_id = await publisher(room_server, room_id, "alice")
     b, rec = await subscriber(room_server, room_id, "bob", subscribe="all", stats_interval_s=0.5)
     await rec.wait_for("on_subscribed_stream")  # from room-connected.streams
-    subscription = b._subscriptions[stream_id]
+    subscription = b._subscriber.legs[stream_id]
     leg = subscription.leg
     assert isinstance(leg.sink, DiscardSink)
     await asyncio.sleep(1.5)
@@ -227,12 +227,12 @@ async def test_a_discarding_leg_counts_on_the_lean_intake_as_aiortcs_path_would(
     a, stream_id = await publisher(room_server, room_id, "alice")
     lean, rec = await subscriber(room_server, room_id, "lean", subscribe="all")
     full = EnxRtc(label="full", subscribe="all")
-    full._lean_receive = False  # before its legs exist: aiortc's whole receive path
+    full._subscriber.lean = False  # before its legs exist: aiortc's whole receive path
     rec_full = Recorder(full)
     await full.join_room(room_server.mint_token(room_id, name="full"), NO_MEDIA)
     for r in (rec, rec_full):
         await r.wait_for("on_subscribed_stream")
-    leg, full_leg = lean._subscriptions[stream_id].leg, full._subscriptions[stream_id].leg
+    leg, full_leg = lean._subscriber.legs[stream_id].leg, full._subscriber.legs[stream_id].leg
     assert leg.intake is not None and full_leg.intake is None
     await asyncio.sleep(1.0)
     before = {k: (leg.counters(k).frames, full_leg.counters(k).frames) for k in ("audio", "video")}  # type: ignore[union-attr]
@@ -360,10 +360,10 @@ async def test_a_removed_stream_closes_its_leg_locally(room_server: RoomServer, 
     b, rec = await subscriber(room_server, room_id, "bob", subscribe="all")
     a, stream_id = await publisher(room_server, room_id, "alice")  # after bob: onAddStream
     await rec.wait_for("on_subscribed_stream", lambda p: p["streamId"] == stream_id)
-    leg = b._subscriptions[stream_id].leg
+    leg = b._subscriber.legs[stream_id].leg
     sent: list[str] = []
-    signalling = b._signalling
-    assert signalling is not None
+    assert b._ctx.session is not None
+    signalling = b._ctx.session.signalling
     request = signalling.request
 
     async def recording(event: Any, within: float | None = None) -> Any:
@@ -389,7 +389,7 @@ async def test_unsubscribe_closes_the_leg_tells_the_room_and_sticks(
     b, rec = await subscriber(room_server, room_id, "bob", subscribe="all")
     for stream_id in (alice, carol):
         await rec.wait_for("on_subscribed_stream", lambda p, s=stream_id: p["streamId"] == s)
-    leg = b._subscriptions[alice].leg
+    leg = b._subscriber.legs[alice].leg
 
     def server_subscriptions() -> list[int]:
         (me,) = [p for p in room_server.room_view(room_id)["participants"] if p["name"] == "bob"]
@@ -449,7 +449,7 @@ async def test_a_freed_video_slot_promotes_an_audio_only_stream(
         "on_subscribed_stream", lambda p: p["streamId"] == audio_only, after=mark, within=10
     )
     assert promoted["video"] is True and promoted["audio"] is True
-    leg = b._subscriptions[audio_only].leg
+    leg = b._subscriber.legs[audio_only].leg
     await eventually(
         lambda: leg.counters("video").frames > FPS,  # type: ignore[union-attr]
         within=5,
@@ -466,7 +466,7 @@ async def test_a_rejoin_subscribes_again(room_server: RoomServer, room: dict[str
     b, rec = await subscriber(room_server, room_id, "bob")
     await b.subscribe(stream_id)  # by hand: remembered for the rejoin
     await rec.wait_for("on_subscribed_stream")
-    old_leg = b._subscriptions[stream_id].leg
+    old_leg = b._subscriber.legs[stream_id].leg
     mark = len(rec.calls)
     async with (
         aiohttp.ClientSession(headers=basic_auth(room_server)) as http,
@@ -479,7 +479,7 @@ async def test_a_rejoin_subscribes_again(room_server: RoomServer, room: dict[str
     again = await rec.wait_for("on_subscribed_stream", after=mark, within=10)
     assert again["streamId"] == stream_id and again["video"] is True
     assert old_leg.connection_state == "closed"
-    leg = b._subscriptions[stream_id].leg
+    leg = b._subscriber.legs[stream_id].leg
     assert leg is not old_leg
     frames = leg.counters("video").frames  # type: ignore[union-attr]
     await eventually(
@@ -500,7 +500,7 @@ async def test_without_the_tap_media_is_decoded_and_counted(
     room_id = str(room["room_id"])
     a, stream_id = await publisher(room_server, room_id, "alice")
     b = EnxRtc(label="bob", subscribe="all")
-    b._tap_receivers = False
+    b._subscriber.tap = False
     rec = Recorder(b)
     with caplog.at_level(logging.WARNING):
         await b.join_room(room_server.mint_token(room_id, name="bob"), NO_MEDIA)
@@ -508,6 +508,6 @@ async def test_without_the_tap_media_is_decoded_and_counted(
     await asyncio.sleep(1.5)
     (sub,) = (await b.stats())["subscriptions"]
     assert sub["tapped"] is False and sub["video"]["frames"] > FPS and sub["audio"]["frames"] > 20
-    assert b._subscriptions[stream_id].leg.sink.stats()["video"]["frames"] == 0  # type: ignore[attr-defined]
+    assert b._subscriber.legs[stream_id].leg.sink.stats()["video"]["frames"] == 0  # type: ignore[attr-defined]
     await b.disconnect()
     await a.disconnect()

@@ -53,8 +53,8 @@ async def test_force_turn_publishes_over_a_relay_pair(shared: bool) -> None:
             assert packets(server, room_id, rtc.client_id, "audio") > 0
             assert not rec.payloads("on_room_error")
             if shared:  # the direct send path, through the relay (aioice's TURN transport)
-                assert rtc._publication is not None
-                direct = rtc._publication.leg.direct
+                assert rtc._publisher.publication is not None
+                direct = rtc._publisher.publication.leg.direct
                 assert set(direct) == {"audio", "video"}
                 assert all(d is not None and d.packets_sent > 10 for d in direct.values()), direct
             await rtc.disconnect()

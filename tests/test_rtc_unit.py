@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from bot import proto
-from bot.proto import ErrorCode, RoomConnected
+from bot.proto import ErrorCode, RoomConnected, Trigger
 from bot.proto.names import FLUTTER_CALLBACKS, FLUTTER_METHODS
 from bot.proto.token import encode_envelope, mint_token
 from bot.rtc import CALLBACK_NAMES, EnxRtc, LocalInfo, RoomError, RoomInfo
@@ -339,13 +339,32 @@ EXPECTED_FROM_TRACE = [
 ]
 
 
+class _NoSocket:
+    """A session minus the socket: the inbox its dispatcher reads, a signalling never connected."""
+
+    class signalling:  # stands for RoomSession.signalling
+        connected = False
+
+    def __init__(self, inbox: asyncio.Queue[Any]) -> None:
+        self.inbox = inbox
+        self.early: list[Any] = []
+
+    async def aclose(self, *, leave: bool = False, stream_id: int | None = None) -> None:
+        pass
+
+    def retire(self, into: set[asyncio.Task[None]]) -> None:
+        pass
+
+
 def _attach(rtc: EnxRtc, inbox: asyncio.Queue[Any]) -> asyncio.Task[None]:
     """Put an EnxRtc in the state join_room leaves it in, minus the socket."""
-    rtc._room = RoomState(trace_room_connected())
-    rtc._phase = "connected"
-    rtc._inbox = inbox
-    rtc._dispatcher = asyncio.create_task(rtc._dispatch(inbox, []))
-    return rtc._dispatcher
+    ctx = rtc._ctx
+    ctx.room = RoomState(trace_room_connected())
+    ctx.phase.step(Trigger.JOIN)
+    ctx.phase.step(Trigger.JOINED)
+    session: Any = _NoSocket(inbox)
+    ctx.session = session
+    return rtc._life.dispatcher.start(session)
 
 
 async def test_callbacks_fire_in_server_order_and_survive_failing_callbacks() -> None:

@@ -45,7 +45,7 @@ class Trigger(StrEnum):
     LOST = "lost"  # client: socket closed unasked, leg failed or silent
     REJOINED = "rejoined"  # client: a reconnect attempt succeeded; server: rejoin matched
     GAVE_UP = "gave_up"  # client: attempts or budget exhausted, rejoin refused
-    LEAVE = "leave"  # client: disconnect() or a fatal loss; server: participant left or was removed
+    LEAVE = "leave"  # client: disconnect() (even before joining) or a fatal loss; server: left or removed
     CLOSED = "closed"  # client: teardown finished
     ADMITTED = "admitted"  # server: token accepted, room-connected sent
     REFUSED = "refused"  # server: token refused
@@ -61,7 +61,7 @@ Table = Mapping[P, Mapping[Trigger, P]]
 
 CLIENT: Table[Phase] = MappingProxyType(
     {
-        Phase.IDLE: {Trigger.JOIN: Phase.CONNECTING},
+        Phase.IDLE: {Trigger.JOIN: Phase.CONNECTING, Trigger.LEAVE: Phase.DISCONNECTING},
         Phase.CONNECTING: {
             Trigger.JOINED: Phase.CONNECTED,
             Trigger.JOIN_FAILED: Phase.DISCONNECTING,

@@ -3,7 +3,8 @@
 Flutter's ``EnxRtc`` reports everything through callbacks (``onRoomConnected``, ...); here each
 is an attribute ``on_<snake_case>`` holding a plain or async function of one dict. One failing
 callback must never stop the room: its exception is logged (``callback_failed``, with the
-traceback) and the next event is handled as usual.
+traceback), handed to the owner's ``on_error(name, exc)`` if there is one (the agent counts
+them), and the next event is handled as usual.
 """
 
 from __future__ import annotations
@@ -42,14 +43,31 @@ CallbackName = Literal[
 ]
 CALLBACK_NAMES: tuple[str, ...] = get_args(CallbackName)
 
+ErrorHook = Callable[[str, Exception], None]
+"""``on_callback_error(callback_name, exc)``: told of each failing callback, after the log."""
 
-async def invoke(callback: Callback | None, payload: Json, *, name: str, log: Any) -> None:
-    """Call ``callback(payload)``, awaiting it if it is async; log, never raise, its errors."""
+
+async def invoke(
+    callback: Callback | None,
+    payload: Json,
+    *,
+    name: str,
+    log: Any,
+    on_error: ErrorHook | None = None,
+) -> None:
+    """Call ``callback(payload)``, awaiting it if it is async; log (then tell ``on_error``),
+    never raise, its errors. A failing ``on_error`` is logged too."""
     if callback is None:
         return
     try:
         result = callback(payload)
         if inspect.isawaitable(result):
             await result
-    except Exception:
+    except Exception as exc:
         log.exception("callback_failed", callback=name)
+        if on_error is None:
+            return
+        try:
+            on_error(name, exc)
+        except Exception:
+            log.exception("callback_error_hook_failed", callback=name)

@@ -117,6 +117,6 @@ class LocalPublication(_SignalledLeg[PublishLeg]):
         """The ICE candidate pair our media flows over (None before ICE completes)."""
         return self.leg.selected_pair()
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         self.state = "closed"
         await self.leg.close()

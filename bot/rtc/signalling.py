@@ -64,7 +64,7 @@ class Signalling:
     """One Socket.IO connection to the room's signalling server.
 
     ``sink`` receives every server event, then a final :class:`SocketClosed` if the connection
-    ends without :meth:`close`; it is called in arrival order and must not block.
+    ends without :meth:`aclose`; it is called in arrival order and must not block.
     """
 
     def __init__(
@@ -113,17 +113,17 @@ class Signalling:
                     wait_timeout=within,
                 )
         except TimeoutError:
-            await self.close()
+            await self.aclose()
             raise SignallingError(
                 f"signalling server {self.host} did not answer within {within:g} s ({self.url})"
             ) from None
         except (socketio.exceptions.ConnectionError, aiohttp.ClientError, OSError) as exc:
-            await self.close()
+            await self.aclose()
             raise SignallingError(
                 f"cannot reach signalling server {self.host} ({self.url}): {exc or 'refused'}"
             ) from None
         except BaseException:  # cancelled: still release the socket and the HTTP session
-            await self.close()
+            await self.aclose()
             raise
         self._log.debug("signalling_connected", url=self.url)
 
@@ -161,7 +161,7 @@ class Signalling:
         except ProtocolError as exc:
             raise SignallingError(str(exc), exc.code) from None
 
-    async def close(self, within: float = CLOSE_TIMEOUT_S) -> None:
+    async def aclose(self, within: float = CLOSE_TIMEOUT_S) -> None:
         """Disconnect on purpose (no SocketClosed is reported); idempotent. Waits at most
         ``within`` seconds for the server to see the close, then drops the connection."""
         self._closing = True

@@ -121,7 +121,7 @@ class RemoteSubscription(_SignalledLeg[SubscribeLeg]):
         self._check_offer(offer)
         await self._negotiate(stream_id, offer, "subscribe offer refused")
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the leg (and its sink). Sends nothing: leaving a stream is local."""
         self.state = "closed"
         task = self.task
