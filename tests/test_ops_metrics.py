@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.agent.health import HealthServer
-from bot.agent.metrics import Metrics, MetricsAddress, metrics_address
-from bot.agent.observe import BotState, NullObserver, Observers
+from bot.agent.ops.health import HealthServer
+from bot.agent.ops.metrics import Metrics, MetricsAddress, metrics_address
+from bot.agent.ops.observe import BotState, NullObserver, Observers
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
