@@ -29,7 +29,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from single_bot import APP_ID, APP_KEY, ROOT, cpu_seconds, free_port
 
-from bot.agent.tokens import basic_auth
+from bot.agent.bot.tokens import basic_auth
 
 AUTH = basic_auth(APP_ID, APP_KEY)
 

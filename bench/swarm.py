@@ -41,7 +41,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.agent.tokens import basic_auth
+from bot.agent.bot.tokens import basic_auth
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from single_bot import APP_ID, APP_KEY, ROOT, TICKS, cpu_seconds, free_port

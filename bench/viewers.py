@@ -26,7 +26,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from single_bot import APP_ID, APP_KEY, ROOT, free_port
 
-from bot.agent.tokens import basic_auth
+from bot.agent.bot.tokens import basic_auth
 
 PUBLISHERS_YAML = """\
 api_url: {api}

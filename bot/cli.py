@@ -122,9 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_CONFIG
 
 
-def _load(path: str):  # type: ignore[no-untyped-def]
+def _load(path: str) -> AgentConfig:
     from bot.agent.config import load_config
-    from bot.agent.media_check import check_media
+    from bot.agent.config.media_check import check_media
 
     cfg = load_config(path)
     check_media(cfg)
@@ -140,10 +140,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     """Run the config's bots here, or (``workers`` > 1) in worker processes of this one."""
     from bot.agent.logs import configure_logging
-    from bot.agent.runner import Agent
-    from bot.agent.swarm import SwarmPlan
-    from bot.agent.tuning import loop_factory, raise_fd_limit, tune_gc
-    from bot.agent.workers import Supervisor, die_with_parent, resolve_workers
+    from bot.agent.ops import Ops
+    from bot.agent.swarm import Agent, Supervisor, SwarmPlan, die_with_parent, resolve_workers
+    from bot.agent.swarm.tuning import loop_factory, raise_fd_limit, tune_gc
 
     plan = SwarmPlan.from_env(os.environ)  # set when this process is a worker of a swarm
     if plan is not None and not die_with_parent(plan.parent):
@@ -163,7 +162,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         runner = Supervisor(cfg, workers, argv)
         code = _run_with_signals(runner.run(), runner.stop, factory)
     else:
-        ops = _ops_for(cfg, plan)
+        ops = Ops.for_process(cfg, plan, os.environ)
         agent = runner = Agent(
             cfg, plan=plan, events=ops.events, on_server=lambda s: ops.add_registry(s.registry)
         )
@@ -182,29 +181,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if code != EXIT_OK and failure:
         _fail(failure, code)
     return code
-
-
-def _ops_for(cfg: AgentConfig, plan: object):  # type: ignore[no-untyped-def]
-    """Metrics, health, progress and reports around this process's bots. A worker of a swarm
-    serves its metrics on ``metrics_port + 1 + shard index`` so workers never clash."""
-    from bot.agent.ops import Ops
-
-    port = cfg.metrics_port
-    if port is None and os.environ.get("ENX_METRICS_PORT", "").strip():
-        try:
-            port = int(os.environ["ENX_METRICS_PORT"])
-        except ValueError:
-            raise ConfigError(
-                f"ENX_METRICS_PORT={os.environ['ENX_METRICS_PORT']!r} is not a port number"
-            ) from None
-    if plan is not None and port:
-        port = port + 1 + cfg.shard_index
-    try:
-        return Ops.from_env(
-            len(cfg.my_bots()), metrics_port=port, metrics_host=cfg.metrics_host, report_dir=cfg.report_dir
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def _run_with_signals(coro, on_first_signal, loop_factory=None) -> int:  # type: ignore[no-untyped-def]
@@ -303,7 +279,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port {args.port} is not a TCP port (0-65535)")
     options = _serve_options(args)
     configure_logging(args.log_format, args.log_level)
-    from bot.agent.tuning import raise_fd_limit, tune_gc
+    from bot.agent.swarm.tuning import raise_fd_limit, tune_gc
 
     raise_fd_limit(0)
     tune_gc()
@@ -341,7 +317,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    from bot.agent.tokens import RestTokens
+    from bot.agent.bot.tokens import RestTokens
 
     missing = [n for n in ("app_id", "app_key", "room_id") if not getattr(args, n)]
     if missing:

@@ -24,7 +24,7 @@ from conftest import APP_ID, APP_KEY
 from netlab import netlab
 
 from bot.agent.config import parse_config
-from bot.agent.runner import Agent
+from bot.agent.swarm.runner import Agent
 from bot.rtc import EnxRtc
 from bot.server import RoomServer
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import structlog
 
+from bot.agent.bot.receive import Receiver
 from bot.agent.config import ConfigError, ReceiveConfig, parse_config
-from bot.agent.receive import Receiver
 from bot.media.sinks import DiscardSink, RecordSink
 from bot.rtc import EnxRtc
 

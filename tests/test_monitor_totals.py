@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from test_recorder import _publisher
 
-import bot.agent.bot as bot_module
-from bot.agent.bot import Bot
+import bot.agent.bot.run as bot_module
+from bot.agent.bot.run import Bot
 from bot.agent.config import parse_config
-from bot.agent.observe import NullObserver
-from bot.agent.tokens import StaticToken
+from bot.agent.ops.observe import NullObserver
 from bot.server import RoomServer
 
 
@@ -44,7 +43,7 @@ async def test_bot_reports_media_totals(
     cfg = parse_config({"token": "t", "bots": [{"name": "b", "media": media, "receive": receive}]}, {})
     token = room_server.mint_token(room_id, name="b", role="participant", user_ref="b")
     events = Totals()
-    b = Bot(cfg.bots[0], StaticToken(token), events=events)
+    b = Bot(cfg.bots[0], token, events=events)
     task = asyncio.create_task(b.run())
     alice = None
     try:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import APP_ID, APP_KEY
 
-from bot.agent.health import HealthServer
+from bot.agent.ops.health import HealthServer
 from bot.server import RoomServer
 
 ROOT = Path(__file__).resolve().parents[1]

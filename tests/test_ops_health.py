@@ -15,8 +15,8 @@ import urllib.request
 
 import pytest
 
-from bot.agent.health import HealthServer
-from bot.agent.metrics import Metrics
+from bot.agent.ops.health import HealthServer
+from bot.agent.ops.metrics import Metrics
 
 
 def get(url: str, timeout: float = 2.0) -> tuple[int, str]:

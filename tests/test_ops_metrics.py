@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.agent.health import HealthServer
-from bot.agent.metrics import Metrics, MetricsAddress, metrics_address
-from bot.agent.observe import BotState, NullObserver, Observers
+from bot.agent.ops.health import HealthServer
+from bot.agent.ops.metrics import Metrics, MetricsAddress, metrics_address
+from bot.agent.ops.observe import BotState, NullObserver, Observers
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -181,3 +181,23 @@ def test_observers_fan_out_and_survive_a_failing_listener() -> None:
     obs.reconnect("a")
     assert m.counts()[BotState.CONNECTED] == 1
     assert samples(m.render().decode())[plain("enx_bot_reconnects_total")] == 1
+
+
+def test_failures_and_fast_paths_are_counted() -> None:
+    from bot.agent.rules.retry import retryable
+
+    class Broken(NullObserver):
+        def reconnect(self, bot: str) -> None:
+            raise RuntimeError("boom")
+
+    m = Metrics()
+    obs = Observers(Broken(), m)
+    obs.failure("callback:on_room_connected")
+    obs.reconnect("a")  # the broken listener is counted through the others
+    m.set_fast_paths({"direct_send": True, "lean_intake": False})
+    got = samples(m.render().decode())
+    assert got[("enx_failures_total", (("where", "callback:on_room_connected"),))] == 1
+    assert got[("enx_failures_total", (("where", "observer:Broken"),))] == 1
+    assert got[("enx_fast_path", (("name", "direct_send"),))] == 1
+    assert got[("enx_fast_path", (("name", "lean_intake"),))] == 0
+    assert retryable(None) and retryable(1160) and not retryable(4103) and not retryable(1155)

@@ -15,7 +15,7 @@ import termios
 
 import pytest
 
-from bot.agent.progress import Progress
+from bot.agent.ops.progress import Progress
 
 
 def screen(output: str) -> list[str]:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.agent.report import RunRecorder, histogram, latency_summary, percentile, step_points
+from bot.agent.ops.report import RunRecorder
+from bot.agent.ops.report_html import step_points
+from bot.agent.ops.report_stats import histogram, latency_summary, percentile
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.agent.policy import Action, BandwidthFallback, FallbackSettings
+from bot.agent.rules.policy import Action, BandwidthFallback, FallbackSettings
 
 
 def policy(**kw: float | bool) -> BandwidthFallback:

@@ -15,7 +15,7 @@ import pytest
 
 from bot.agent.config import load_config, parse_config
 from bot.agent.errors import ConfigError
-from bot.agent.ramp import Backoff, RampSchedule, Stage
+from bot.agent.rules.ramp import Backoff, RampSchedule, Stage
 
 ROOT = Path(__file__).resolve().parents[1]
 EMB: dict[str, Any] = {"server": "embedded"}
@@ -258,7 +258,7 @@ def test_bad_swarm_input_through_the_cli(tmp_path: Path, yaml: str, env: dict[st
 
 
 def test_worker_count_and_combined_exit_code() -> None:
-    from bot.agent.workers import BOTS_PER_WORKER, combine, resolve_workers
+    from bot.agent.swarm.workers import BOTS_PER_WORKER, combine, resolve_workers
 
     cores = len(os.sched_getaffinity(0))
     many = cfg_of(
@@ -278,7 +278,7 @@ def test_worker_count_and_combined_exit_code() -> None:
 
 
 def test_shared_media_is_the_default_and_a_bot_may_opt_out() -> None:
-    from bot.agent.runner import Agent
+    from bot.agent.swarm.runner import Agent
 
     cfg = cfg_of({**EMB, "bots": [{"name": "a"}, {"name": "b", "media": {"shared": False}}]})
     agent = Agent(cfg)
@@ -291,7 +291,7 @@ def test_shared_media_is_the_default_and_a_bot_may_opt_out() -> None:
 
 def test_gc_tuning_freezes_the_start_up_heap_and_makes_collections_rare() -> None:
     code = (
-        "import gc; from bot.agent.tuning import GC_THRESHOLDS, tune_gc; before = gc.get_threshold(); "
+        "import gc; from bot.agent.swarm.tuning import GC_THRESHOLDS, tune_gc; before = gc.get_threshold(); "
         "tune_gc(); print(before, gc.get_threshold() == GC_THRESHOLDS, gc.get_freeze_count() > 1000)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -19,10 +19,10 @@ import pytest
 import structlog
 from aiohttp import web
 
-from bot.agent.bot import Outcome
+from bot.agent.bot.run import Outcome
 from bot.agent.config import parse_config
 from bot.agent.errors import EXIT_JOIN_FAILED, EXIT_OK
-from bot.agent.runner import Agent
+from bot.agent.swarm.runner import Agent
 from bot.server import RoomServer
 
 ROOT = Path(__file__).resolve().parents[1]

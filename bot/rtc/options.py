@@ -2,13 +2,14 @@
 
 Applications pass the same camelCase dictionaries they would pass to the Flutter plugin; they are
 read here, once, into snake_case dataclasses, so a typo'd type fails at ``join_room`` with a
-message naming the key instead of surfacing later as a wrong publish request.
+message naming the key instead of surfacing later as a wrong publish request. A field whose
+dictionary key is spelled differently says so in ``metadata["key"]`` (the agent's YAML reads it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from bot.proto import ErrorCode, RoomConnected, StreamInfo
@@ -49,15 +50,15 @@ class LocalInfo:
     """Publish a video track."""
     data: bool = False
     """Ask for a data track (passed through in ``publish``; no data channel is opened)."""
-    audio_muted: bool = False
-    """Join with audio muted (``audioMuted``): nothing is sent for it until unmuted."""
-    video_muted: bool = False
-    """Join with video muted (``videoMuted``)."""
     name: str | None = None
     """Stream name shown to others; defaults to the participant's name from the token."""
-    max_video_bw: int | None = None
+    audio_muted: bool = field(default=False, metadata={"key": "audioMuted"})
+    """Join with audio muted (``audioMuted``): nothing is sent for it until unmuted."""
+    video_muted: bool = field(default=False, metadata={"key": "videoMuted"})
+    """Join with video muted (``videoMuted``)."""
+    max_video_bw: int | None = field(default=None, metadata={"key": "maxVideoBW"})
     """``maxVideoBW`` (kbps): lowers the room's cap for our stream, never raises it."""
-    min_video_bw: int | None = None
+    min_video_bw: int | None = field(default=None, metadata={"key": "minVideoBW"})
     """``minVideoBW`` (kbps): raises the room's floor for our stream, never above the cap."""
 
     @classmethod
@@ -91,8 +92,6 @@ and an app ported from them would otherwise wait hours. Nobody means a 16-minute
 class RoomInfo:
     """Flutter ``roomInfo``: how to connect and how to survive the network."""
 
-    force_turn: bool = False
-    """``forceTurn``: relay-only ICE; fail with 1160 when no relay candidate can be gathered."""
     allow_reconnect: bool = True
     """``allow_reconnect``: rejoin after a loss; when false the first loss ends the session (2002)."""
     number_of_attempts: int = 3
@@ -100,6 +99,8 @@ class RoomInfo:
     timeout_interval: float = DEFAULT_TIMEOUT_INTERVAL_S
     """``timeout_interval`` (seconds): the overall budget from the loss to a completed rejoin;
     past it reconnection gives up with 1166. Values of 1000 and more are read as milliseconds."""
+    force_turn: bool = field(default=False, metadata={"key": "forceTurn"})
+    """``forceTurn``: relay-only ICE; fail with 1160 when no relay candidate can be gathered."""
     audio_only: bool = False
     """``audio_only``: publish no video whatever ``local_info`` says."""
 

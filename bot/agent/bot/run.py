@@ -1,4 +1,7 @@
-"""One bot: get a token, open media, join, log every room event, leave when told.
+"""One bot: open media, join with the token it was given, log every room event, leave when told.
+
+The runner (``bot.agent.swarm.runner``) gets the token and decides on retries: a failed join
+comes back as a :class:`BotResult` whose ``code`` is the room error's code (None: no room error).
 
 Every room event becomes one structured log line named after the seed callback in
 snake_case; lines about another participant carry its ``user`` (name) and ``user_id``
@@ -11,20 +14,20 @@ import asyncio
 import contextlib
 import enum
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import structlog
 from aiortc.mediastreams import MediaStreamTrack
 
 from bot.media import MediaError, MediaSpec, SharedMedia, open_media
-from bot.rtc import EnxRtc, RoomError
+from bot.rtc import EnxRtc, LocalInfo, RoomError, RoomInfo
 
-from .config import BotConfig
-from .observe import BotObserver, NullObserver
-from .policy import Action, BandwidthFallback
+from ..config import BotConfig
+from ..config.schema import yaml_key
+from ..ops.observe import BotObserver, NullObserver, listening
+from ..rules.policy import Action, BandwidthFallback
 from .receive import Receiver
-from .tokens import TokenSource
 
 log = structlog.get_logger("bot.agent")
 
@@ -45,6 +48,8 @@ class BotResult:
     reason: str = ""
     join_ms: float | None = None
     publish_ms: float | None = None
+    code: int | None = None
+    """The room error's code when the join failed with one (see ``rules.retry.retryable``)."""
 
 
 def media_spec(cfg: BotConfig) -> MediaSpec:
@@ -55,21 +60,21 @@ def media_spec(cfg: BotConfig) -> MediaSpec:
 
 
 class Bot:
-    """One bot. ``media``: the process's shared encoders to take tracks from (None: this bot
-    encodes its own media, the naive way)."""
+    """One bot, joining with ``token`` (single use: one Bot per join attempt). ``media``: the
+    process's shared encoders to take tracks from (None: this bot encodes its own media)."""
 
     def __init__(
         self,
         cfg: BotConfig,
-        tokens: TokenSource,
+        token: str,
         room_label: str = "",
         *,
         media: SharedMedia | None = None,
         events: BotObserver | None = None,
     ) -> None:
         self.cfg = cfg
-        self.events: BotObserver = events or NullObserver()
-        self.tokens = tokens
+        self.events: BotObserver = events if events is not None else NullObserver()
+        self.token = token
         self.room_label = room_label
         self.media = media
         self.rtc: EnxRtc | None = None
@@ -84,6 +89,9 @@ class Bot:
         self._policy_tasks: set[asyncio.Task[None]] = set()
         self.receiver = Receiver(cfg.receive, lambda: self.log)
         self._totals_task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"Bot({self.cfg.name!r}, room={self.room_label!r})"  # never the token
 
     def stop(self) -> None:
         """Ask the bot to leave; ``run`` returns once it has."""
@@ -113,11 +121,9 @@ class Bot:
             return BotResult(cfg.name, Outcome.COMPLETED, "stopped before joining")
         audio = video = None
         try:
-            token = await self.tokens.token_for(cfg.name, cfg.role, cfg.user_ref)
-            want_audio = cfg.local_info.audio
-            want_video = cfg.local_info.video and not cfg.room_info.audio_only
-            if cfg.role != "viewer" and (want_audio or want_video):
-                audio, video = self._open_media(want_audio, want_video)
+            local_info = cfg.join_local_info()
+            if local_info.audio or local_info.video:
+                audio, video = self._open_media(local_info.audio, local_info.video)
             receive = cfg.receive
             rtc = EnxRtc(
                 audio_track=audio,
@@ -130,22 +136,21 @@ class Bot:
             )
             self.rtc = rtc
             self._wire_callbacks(rtc)
-            local_info = cfg.local_info.to_enablex(cfg.name)
-            if cfg.room_info.audio_only:
-                local_info["video"] = False
-            if cfg.role == "viewer":
-                local_info["audio"] = local_info["video"] = False
             self._t_join = time.perf_counter()
             self.log.info("joining", role=cfg.role)
-            await rtc.join_room(token, local_info, cfg.room_info.to_enablex(), dict(cfg.advance_options))
+            # until EnxRtc takes LocalInfo: join_room reads Flutter dictionaries back into them
+            await rtc.join_room(
+                self.token, _flutter(local_info), _flutter(cfg.room_info), dict(cfg.advance_options)
+            )
         except RoomError as exc:
-            return BotResult(cfg.name, Outcome.JOIN_FAILED, f"{exc}")
+            return BotResult(cfg.name, Outcome.JOIN_FAILED, f"{exc}", code=exc.code)
         except MediaError as exc:
             self.log.error("media_error", error=str(exc))
             return BotResult(cfg.name, Outcome.JOIN_FAILED, str(exc))
-        except Exception as exc:  # a token source or anything else: report, never crash the others
+        except Exception as exc:  # a bug, not the room: report with the traceback, never crash the others
             reason = str(exc) or type(exc).__name__
-            self.log.error("room_error", error=reason)
+            self.log.error("room_error", error=reason, exc_info=True)
+            self.events.failure("bot_task")
             return BotResult(cfg.name, Outcome.JOIN_FAILED, reason)
         finally:
             if self.rtc is None:
@@ -155,7 +160,7 @@ class Bot:
         join_ms = (time.perf_counter() - self._t_join) * 1000
         self.events.bot_state(cfg.name, "connected")
         self.events.join_latency(cfg.name, join_ms / 1000)
-        if cfg.receive.stats_seconds is None and not isinstance(self.events, NullObserver):
+        if cfg.receive.stats_seconds is None and listening(self.events):
             self._totals_task = asyncio.create_task(self._sample_totals(rtc), name=f"{cfg.name}:totals")
         try:
             outcome, reason = await self._stay(rtc)
@@ -221,6 +226,11 @@ class Bot:
         rtc.on_user_reconnect_success = self._on_reconnected
         rtc.on_room_bandwidth_alert = self._on_bandwidth_alert
         rtc.on_room_bandwidth_restored = self._on_bandwidth_restored
+
+    def callback_failed(self, name: str) -> None:
+        """An EnxRtc callback of this bot raised (EnxRtc logged it): count it as
+        ``enx_failures_total{where="callback:<name>"}``."""
+        self.events.failure(f"callback:{name}")
 
     def _on_subscribed(self, payload: dict[str, Any]) -> None:
         self.log.info(
@@ -314,7 +324,10 @@ class Bot:
         try:
             await self.rtc.set_audio_only_mode(on)
         except Exception as exc:
-            self.log.error("audio_only_mode_failed", audio_only=on, error=str(exc) or type(exc).__name__)
+            self.log.error(
+                "audio_only_mode_failed", audio_only=on, error=str(exc) or type(exc).__name__, exc_info=True
+            )
+            self.events.failure("bot_task")
 
     def _on_room_connected(self, payload: dict[str, Any]) -> None:
         me = payload.get("me") or {}
@@ -370,6 +383,12 @@ class Bot:
             video=stream.get("video"),
             **({"existing": True} if stream.get("existing") else {}),
         )
+
+
+def _flutter(options: LocalInfo | RoomInfo) -> dict[str, Any]:
+    """A LocalInfo/RoomInfo as the dictionary ``join_room`` takes today (None: the default)."""
+    values = {yaml_key(f): getattr(options, f.name) for f in fields(options)}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _fields(payload: object, skip: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bot.media.sinks import DiscardSink, EncodedSink, FrameSink, RecordSink
+from bot.media import DiscardSink, EncodedSink, FrameSink, RecordSink
 from bot.rtc import devices
 
-from .config import ReceiveConfig
+from ..config import ReceiveConfig
 
 Json = dict[str, Any]
 

@@ -26,9 +26,9 @@ import time
 
 import structlog
 
-from .config import AgentConfig
-from .errors import EXIT_CONFIG, EXIT_JOIN_FAILED, EXIT_OK, EXIT_SESSION_LOST
-from .swarm import PLAN_ENV, Swarm
+from ..config import AgentConfig
+from ..errors import EXIT_CONFIG, EXIT_JOIN_FAILED, EXIT_OK, EXIT_SESSION_LOST
+from .plan import PLAN_ENV, Swarm
 
 log = structlog.get_logger("bot.agent")
 

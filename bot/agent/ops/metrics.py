@@ -19,6 +19,10 @@ name                                        type       meaning
 ``enx_media_received_packets_total``        counter    RTP packets received
 ``enx_media_packets_lost_total``            counter    packets lost (as RTCP reports them)
 ``enx_room_participants{room}``             gauge      participants per room, as our bots see it
+``enx_failures_total{where}``               counter    unexpected failures contained (logged with
+                                                       the traceback): ``callback:<name>``,
+                                                       ``bot_task``, ``runner``, ``observer:<class>``
+``enx_fast_path{name}``                     gauge      1 when a media fast path is installed, else 0
 ``process_*``                               various    CPU, memory, fds of this process
 ==========================================  =========  =========================================
 
@@ -36,13 +40,13 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import generate_latest
 
-from .observe import DONE, IN_ROOM, BotState, MediaTotals, as_state
+from .observe import DONE, IN_ROOM, BotState, MediaTotals, NullObserver, as_state
 
 JOIN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
 NOT_READY = frozenset({BotState.JOINING, BotState.RECONNECTING, BotState.LOST, BotState.FAILED})
 
 
-class Metrics:
+class Metrics(NullObserver):
     """Implements ``BotObserver``; ``render()`` is the ``/metrics`` body.
 
     Thread-safe to read (the health server renders from its own thread); call the
@@ -78,6 +82,12 @@ class Metrics:
         self.recv_packets = Counter("enx_media_received_packets", "RTP packets received.", registry=r)
         self.lost = Counter("enx_media_packets_lost", "RTP packets lost, as RTCP reports them.", registry=r)
         self.participants = Gauge("enx_room_participants", "Participants per room.", ["room"], registry=r)
+        self.failures = Counter(
+            "enx_failures", "Unexpected failures contained, by where they happened.", ["where"], registry=r
+        )
+        self.fast_path = Gauge(
+            "enx_fast_path", "1 when a media fast path is installed, else 0.", ["name"], registry=r
+        )
         ProcessCollector(registry=r)
 
     # ------------------------------------------------------------------ BotObserver
@@ -136,7 +146,16 @@ class Metrics:
         elif current is not None:
             self.bot_state(bot, BotState.LEFT)
 
+    def failure(self, where: str) -> None:
+        self.failures.labels(where=where).inc()
+
     # ------------------------------------------------------------------ queries
+
+    def set_fast_paths(self, paths: Mapping[str, bool]) -> None:
+        """``enx_fast_path{name}`` from ``{name: installed}`` (what ``bot.webrtc.fast_paths()``
+        reports): 1 installed, 0 not."""
+        for name, on in paths.items():
+            self.fast_path.labels(name=name).set(1 if on else 0)
 
     def set_target(self, n: int) -> None:
         self.target.set(n)

@@ -17,6 +17,7 @@ A bot waiting for its ``join_delay`` has no state yet and is not expected in a r
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import structlog
@@ -49,20 +50,28 @@ def as_state(state: str) -> BotState:
 
 @runtime_checkable
 class BotObserver(Protocol):
+    """What a bot and the runner report. The bodies do nothing, so a listener subclasses it (or
+    :class:`NullObserver`) and overrides only what it counts."""
+
     def bot_state(self, bot: str, state: str) -> None:
         """``bot`` is now in ``state`` (a :class:`BotState` value)."""
+        return None
 
     def join_latency(self, bot: str, seconds: float) -> None:
         """``bot`` joined, ``seconds`` after it started joining."""
+        return None
 
     def reconnect(self, bot: str) -> None:
         """``bot`` started a reconnect attempt (``on_reconnect``)."""
+        return None
 
     def bandwidth_alert(self, bot: str) -> None:
         """The room raised a bandwidth alert for ``bot`` (``on_room_bandwidth_alert``)."""
+        return None
 
     def fallback(self, bot: str) -> None:
         """``bot`` fell back to audio only."""
+        return None
 
     def media(
         self,
@@ -75,52 +84,37 @@ class BotObserver(Protocol):
     ) -> None:
         """``bot``'s media totals so far (cumulative, as WebRTC statistics report them). A total
         that goes down (a new peer connection after a reconnect) starts counting again from it."""
+        return None
 
     def room_participants(self, room: str, n: int) -> None:
         """``room`` has ``n`` participants (ourselves included), as a bot in it last saw."""
+        return None
 
     def outcome(self, bot: str, outcome: str, reason: str = "") -> None:
         """``bot`` ended: ``completed``, ``join_failed`` or ``lost`` (the runner's Outcome)."""
+        return None
+
+    def failure(self, where: str) -> None:
+        """Something failed unexpectedly and was contained (logged with its traceback):
+        ``callback:<name>`` (an app callback), ``bot_task`` (a bot's task), ``runner``,
+        ``observer:<class>`` (a listener)."""
+        return None
 
 
-class NullObserver:
+METHODS: tuple[str, ...] = tuple(
+    name for name, value in vars(BotObserver).items() if callable(value) and not name.startswith("_")
+)
+"""The observer methods, in order: what :class:`Observers` fans out."""
+
+
+class NullObserver(BotObserver):
     """Does nothing: the default where no metrics, report or progress is asked for."""
 
-    def bot_state(self, bot: str, state: str) -> None:
-        pass
 
-    def join_latency(self, bot: str, seconds: float) -> None:
-        pass
-
-    def reconnect(self, bot: str) -> None:
-        pass
-
-    def bandwidth_alert(self, bot: str) -> None:
-        pass
-
-    def fallback(self, bot: str) -> None:
-        pass
-
-    def media(
-        self,
-        bot: str,
-        sent_bytes: int = 0,
-        sent_packets: int = 0,
-        recv_bytes: int = 0,
-        recv_packets: int = 0,
-        lost: int = 0,
-    ) -> None:
-        pass
-
-    def room_participants(self, room: str, n: int) -> None:
-        pass
-
-    def outcome(self, bot: str, outcome: str, reason: str = "") -> None:
-        pass
-
-
-class Observers:
-    """One call, every listener; a listener that raises is logged once per call and skipped."""
+class Observers(NullObserver):
+    """One call, every listener; a listener that raises is logged once per call and skipped
+    (and counted through the others' ``failure("observer:<class>")``). Each method of
+    :class:`BotObserver` is a fan-out, made from :data:`METHODS` below."""
 
     def __init__(self, *observers: BotObserver) -> None:
         self.observers = list(observers)
@@ -128,44 +122,34 @@ class Observers:
     def add(self, observer: BotObserver) -> None:
         self.observers.append(observer)
 
-    def _each(self, method: str, *args: object) -> None:
+    def _each(self, method: str, *args: object, **kwargs: object) -> None:
         for obs in self.observers:
             try:
-                getattr(obs, method)(*args)
+                getattr(obs, method)(*args, **kwargs)
             except Exception:
                 log.exception("observer_failed", observer=type(obs).__name__, method=method)
+                if method != "failure":
+                    self._each("failure", f"observer:{type(obs).__name__}")
 
-    def bot_state(self, bot: str, state: str) -> None:
-        self._each("bot_state", bot, state)
 
-    def join_latency(self, bot: str, seconds: float) -> None:
-        self._each("join_latency", bot, seconds)
+def _fan_out(method: str) -> Callable[..., None]:
+    def call(self: Observers, *args: object, **kwargs: object) -> None:
+        self._each(method, *args, **kwargs)
 
-    def reconnect(self, bot: str) -> None:
-        self._each("reconnect", bot)
+    call.__name__ = call.__qualname__ = method
+    call.__doc__ = getattr(BotObserver, method).__doc__
+    return call
 
-    def bandwidth_alert(self, bot: str) -> None:
-        self._each("bandwidth_alert", bot)
 
-    def fallback(self, bot: str) -> None:
-        self._each("fallback", bot)
+for _method in METHODS:
+    setattr(Observers, _method, _fan_out(_method))
 
-    def media(
-        self,
-        bot: str,
-        sent_bytes: int = 0,
-        sent_packets: int = 0,
-        recv_bytes: int = 0,
-        recv_packets: int = 0,
-        lost: int = 0,
-    ) -> None:
-        self._each("media", bot, sent_bytes, sent_packets, recv_bytes, recv_packets, lost)
 
-    def room_participants(self, room: str, n: int) -> None:
-        self._each("room_participants", room, n)
-
-    def outcome(self, bot: str, outcome: str, reason: str = "") -> None:
-        self._each("outcome", bot, outcome, reason)
+def listening(events: BotObserver) -> bool:
+    """Whether anybody hears ``events`` (not a NullObserver, not an empty Observers)."""
+    if isinstance(events, Observers):
+        return any(listening(obs) for obs in events.observers)
+    return type(events) is not NullObserver
 
 
 class MediaTotals:

@@ -18,9 +18,9 @@ import structlog
 
 from bot.server import RoomServer
 
-from .config import AgentConfig, BotConfig
-from .errors import ConfigError, JoinError
-from .tokens import RestApi, StaticToken, TokenSource, UrlTokens
+from ..bot.tokens import RestApi, StaticToken, TokenSource, UrlTokens
+from ..config import AgentConfig, BotConfig
+from ..errors import ConfigError, JoinError
 
 log = structlog.get_logger("bot.agent")
 

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import dataclasses
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,39 +23,19 @@ from collections.abc import Callable
 import structlog
 
 from bot.media import SharedMedia
-from bot.proto import ErrorCode
-from bot.rtc.enxrtc import IN_ROOM
+from bot.proto import IN_ROOM
 from bot.server import RoomServer
 
-from .bot import Bot, BotResult, Outcome
-from .config import AgentConfig, BotConfig
-from .errors import EXIT_JOIN_FAILED, EXIT_OK, EXIT_SESSION_LOST
-from .observe import BotObserver, NullObserver
-from .swarm import Swarm, SwarmPlan
-from .tokens import StaticToken, TokenError
+from ..bot import Bot, BotResult, Outcome, TokenSourceError
+from ..config import AgentConfig, BotConfig
+from ..errors import EXIT_JOIN_FAILED, EXIT_OK, EXIT_SESSION_LOST
+from ..ops.observe import BotObserver, NullObserver
+from ..rules.retry import retryable
+from .plan import Swarm, SwarmPlan
 
 log = structlog.get_logger("bot.agent")
 
 PROGRESS_EVERY_S = 5.0
-PERMANENT = frozenset(
-    {
-        ErrorCode.INVALID_PARAMETERS,
-        ErrorCode.NOT_PERMITTED,
-        ErrorCode.TOKEN_INVALID,
-        ErrorCode.TOKEN_EXPIRED,
-        ErrorCode.TOKEN_ALREADY_USED,
-        ErrorCode.TOKEN_WRONG_ROOM,
-        ErrorCode.ROOM_NOT_FOUND,
-    }
-)
-"""Room error codes no retry can cure (a bad or used token, a missing room, bad options)."""
-_CODE = re.compile(r"^(\d{4}): ")
-
-
-def retryable(reason: str) -> bool:
-    """Whether a failed join (``BotResult.reason``, ``"CODE: msg"`` for room errors) may succeed later."""
-    match = _CODE.match(reason)
-    return match is None or int(match.group(1)) not in PERMANENT
 
 
 class Agent:
@@ -74,7 +53,7 @@ class Agent:
     ) -> None:
         self.cfg = cfg
         self.plan = plan
-        self.events: BotObserver = events or NullObserver()
+        self.events: BotObserver = events if events is not None else NullObserver()
         self._on_server = on_server
         self.swarm: Swarm | None = None
         self.server: RoomServer | None = None
@@ -172,22 +151,19 @@ class Agent:
             self.events.bot_state(bc.name, "joining")
             try:
                 token = await tokens.token_for(bc.name, bc.role, bc.user_ref)
-            except Exception as exc:  # a token source: report, retry if it may help, never crash others
+            except TokenSourceError as exc:  # the source said no: retry if it may help
+                log.error("room_error", error=str(exc) or type(exc).__name__)
+                again, result = exc.retryable, BotResult(bc.name, Outcome.JOIN_FAILED, str(exc))
+            except Exception as exc:  # a bug in a token source: report it, never crash the others
                 reason = str(exc) or type(exc).__name__
-                log.error("room_error", error=reason)
-                again = exc.retryable if isinstance(exc, TokenError) else True
-                result = BotResult(bc.name, Outcome.JOIN_FAILED, reason)
+                log.error("room_error", error=reason, exc_info=True)
+                self.events.failure("runner")
+                again, result = True, BotResult(bc.name, Outcome.JOIN_FAILED, reason)
             else:
-                bot = Bot(attempt_cfg, StaticToken(token), room, media=media, events=self.events)
-                self.bots.append(bot)
-                self._live[index] = bot
-                if self._stopping.is_set():
-                    bot.stop()
-                try:
-                    result = await bot.run()
-                finally:
-                    self._live.pop(index, None)
-                again = result.outcome is Outcome.JOIN_FAILED and retryable(result.reason)
+                result = await self._run_bot(
+                    index, Bot(attempt_cfg, token, room, media=media, events=self.events)
+                )
+                again = result.outcome is Outcome.JOIN_FAILED and retryable(result.code)
             if self._stopping.is_set() and result.outcome is Outcome.JOIN_FAILED:
                 result = BotResult(bc.name, Outcome.COMPLETED, f"stopped while joining ({result.reason})")
             if result.outcome is not Outcome.JOIN_FAILED:
@@ -207,6 +183,22 @@ class Agent:
             if not await self._wait_until(asyncio.get_running_loop().time() + delay):
                 return BotResult(bc.name, Outcome.COMPLETED, "stopped before joining")
         raise AssertionError("unreachable")
+
+    async def _run_bot(self, index: int, bot: Bot) -> BotResult:
+        """One attempt of one bot; a bot that crashes is logged, counted and ends ``lost``."""
+        self.bots.append(bot)
+        self._live[index] = bot
+        if self._stopping.is_set():
+            bot.stop()
+        try:
+            return await bot.run()
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__
+            log.error("bot_failed", error=reason, exc_info=True)
+            self.events.failure("bot_task")
+            return BotResult(bot.cfg.name, Outcome.LOST, reason)
+        finally:
+            self._live.pop(index, None)
 
     async def _wait_until(self, deadline: float) -> bool:
         """True when ``deadline`` (loop time) came, False when a stop came first."""

@@ -2,7 +2,9 @@
 
 Why not a schema library: we need one-line errors that name the file, the key path and a
 did-you-mean for typos, and the EnableX spellings (``audioMuted``) as keys while Python keeps
-snake_case; a field's YAML key is ``field(metadata={"key": ...})`` when it differs.
+snake_case; a field's YAML key is ``field(metadata={"key": ...})`` when it differs (the SDK's
+``LocalInfo``/``RoomInfo`` carry it too). ``checks`` adds validation to classes that are not ours:
+``checks[cls](instance)`` returns the instance to keep, or raises ValueError like ``__post_init__``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 T = TypeVar("T")
+Checks = Mapping[type, Callable[[Any], Any]]
 
 
 def yaml_key(f: dataclasses.Field[Any]) -> str:
@@ -56,7 +60,7 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def convert(tp: Any, value: Any, where: str) -> Any:
+def convert(tp: Any, value: Any, where: str, checks: Checks | None = None) -> Any:
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         options = get_args(tp)
@@ -67,7 +71,7 @@ def convert(tp: Any, value: Any, where: str) -> Any:
             if option is type(None):
                 continue
             try:
-                return convert(option, value, where)
+                return convert(option, value, where, checks)
             except ConfigError as exc:
                 errors.append(exc)
         wanted = " or ".join(_type_name(o) for o in options if o is not type(None))
@@ -97,16 +101,16 @@ def convert(tp: Any, value: Any, where: str) -> Any:
     elif origin is list:
         if isinstance(value, list):
             (item_tp,) = get_args(tp) or (Any,)
-            return tuple(convert(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
+            return tuple(convert(item_tp, v, f"{where}[{i}]", checks) for i, v in enumerate(value))
     elif origin is dict or tp is dict:
         if isinstance(value, dict):
             return dict(value)
     elif dataclasses.is_dataclass(tp):
-        return build(tp, value, where)  # type: ignore[arg-type]
+        return build(tp, value, where, checks)  # type: ignore[arg-type]
     raise ConfigError(f"{where} must be {_type_name(tp)}, not {_describe(value)}")
 
 
-def build(cls: type[T], data: Any, where: str) -> T:
+def build(cls: type[T], data: Any, where: str, checks: Checks | None = None) -> T:
     """Make ``cls`` from ``data``; unknown keys, wrong types and missing values raise ConfigError."""
     if data is None:
         data = {}
@@ -127,10 +131,12 @@ def build(cls: type[T], data: Any, where: str) -> T:
     for key, f in fields.items():
         path = f"{where}.{key}" if where else key
         if key in data:
-            kwargs[f.name] = convert(hints[f.name], data[key], path)
+            kwargs[f.name] = convert(hints[f.name], data[key], path, checks)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{path} is required")
+    check = (checks or {}).get(cls)
     try:
-        return cls(**kwargs)
+        made = cls(**kwargs)
+        return check(made) if check is not None else made
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None

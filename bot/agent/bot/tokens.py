@@ -1,7 +1,7 @@
 """Where a bot's token comes from: given, minted by the embedded server, minted via REST, or
 asked from the user's own app server (``token_url``); and rooms created through REST.
 
-Failures raise :class:`TokenError` (a :class:`JoinError`, exit 3) whose ``retryable`` says
+Failures raise :class:`TokenSourceError` (a :class:`JoinError`, exit 3) whose ``retryable`` says
 whether trying again later can help: an unreachable server or a 5xx can, a refused key cannot.
 """
 
@@ -15,14 +15,14 @@ import aiohttp
 
 from bot.proto import redact
 
-from .errors import JoinError
+from ..errors import JoinError
 
 
 class TokenSource(Protocol):
     async def token_for(self, name: str, role: str, user_ref: str) -> str: ...
 
 
-class TokenError(JoinError):
+class TokenSourceError(JoinError):
     """No token (or room) for a bot; ``retryable``: a later attempt may succeed."""
 
     def __init__(self, message: str, *, retryable: bool) -> None:
@@ -59,7 +59,7 @@ async def _post_json(
     what: str,
     hint: str,
 ) -> tuple[int, Any]:
-    """POST ``body``; ``(status, JSON or None)``. Unreachable: a retryable TokenError."""
+    """POST ``body``; ``(status, JSON or None)``. Unreachable: a retryable TokenSourceError."""
 
     async def post(http: aiohttp.ClientSession) -> tuple[int, Any]:
         async with http.post(url, json=body, headers=headers, timeout=limit) as resp:
@@ -76,7 +76,9 @@ async def _post_json(
             return await post(http)
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
-        raise TokenError(f"cannot reach {what} at {_host(url)} ({reason}): {hint}", retryable=True) from None
+        raise TokenSourceError(
+            f"cannot reach {what} at {_host(url)} ({reason}): {hint}", retryable=True
+        ) from None
 
 
 def _transient(status: int) -> bool:
@@ -118,16 +120,16 @@ class RestTokens:
         )  # fmt: skip
         error = data.get("error") or data.get("msg") if isinstance(data, dict) else None
         if status == 401:
-            raise TokenError(
+            raise TokenSourceError(
                 f"{host} refused the app id/key (401): check app_id/app_key (ENX_APP_ID/ENX_APP_KEY)",
                 retryable=False,
             )
         if status == 404:
-            raise TokenError(
+            raise TokenSourceError(
                 f"{host} has no room {self.room_id!r} (404): check room_id / ENX_ROOM_ID", retryable=False
             )
         if status >= 400 or not isinstance(data, dict) or not isinstance(data.get("token"), str):
-            raise TokenError(
+            raise TokenSourceError(
                 f"{host} did not issue a token (HTTP {status}: {error or 'unexpected reply'})",
                 retryable=_transient(status),
             )
@@ -157,7 +159,7 @@ class UrlTokens:
         token = data.get("token") if isinstance(data, dict) else None
         if status >= 400 or not isinstance(token, str) or not token:
             error = (data.get("error") or data.get("msg")) if isinstance(data, dict) else None
-            raise TokenError(
+            raise TokenSourceError(
                 f"{_host(self.url)} (token_url) did not issue a token "
                 f'(HTTP {status}: {error or "no token in the reply"}): it must answer {{"token": ...}}',
                 retryable=_transient(status),
@@ -185,7 +187,7 @@ class RestApi:
         )
 
     async def create_room(self, name: str, participants: int) -> str:
-        """``POST {api_url}/rooms``; the new room's id. Failures are TokenErrors (exit 3)."""
+        """``POST {api_url}/rooms``; the new room's id. Failures are TokenSourceErrors (exit 3)."""
         body = {
             "name": name,
             "owner_ref": "enx-bot",
@@ -210,7 +212,7 @@ class RestApi:
         room_id = room.get("room_id") if isinstance(room, dict) else None
         if status >= 400 or not room_id:
             error = (data.get("error") or data.get("msg")) if isinstance(data, dict) else None
-            raise TokenError(
+            raise TokenSourceError(
                 f"{_host(self.api_url)} did not create room {name!r} (HTTP {status}: "
                 f"{error or 'unexpected reply'})",
                 retryable=False,

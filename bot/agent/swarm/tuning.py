@@ -33,7 +33,7 @@ from typing import Literal
 
 import structlog
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 log = structlog.get_logger("bot.agent")
 

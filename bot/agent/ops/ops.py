@@ -3,7 +3,7 @@ the run report and the terminal progress line.
 
 Wiring (the CLI's ``run`` path and the runner)::
 
-    ops = Ops.from_env(target=len(cfg.bots))      # or Ops(target, metrics_address=..., ...)
+    ops = Ops.for_process(cfg, plan, os.environ)  # or Ops.from_env(target), Ops(target, ...)
     agent = Agent(cfg, events=ops.events)         # bots call ops.events.bot_state(...) etc.
     code = await ops.run(agent.run())             # start, run, then report (also on SIGTERM)
 
@@ -22,14 +22,15 @@ Environment (the container's contract; a config value passed in wins):
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry
 
+from ..errors import ConfigError
 from .health import HealthServer
 from .metrics import Metrics, MetricsAddress, metrics_address
 from .observe import Observers
@@ -59,6 +60,20 @@ def shard_meta(env: Mapping[str, str]) -> dict[str, Any]:
         if raw:
             meta[name] = int(raw) if raw.isdigit() else raw
     return meta
+
+
+class ProcessSettings(Protocol):
+    """What :meth:`Ops.for_process` reads of the agent's config (an ``AgentConfig``)."""
+
+    @property
+    def metrics_port(self) -> int | None: ...
+    @property
+    def metrics_host(self) -> str | None: ...
+    @property
+    def report_dir(self) -> str | None: ...
+    @property
+    def shard_index(self) -> int: ...
+    def my_bots(self) -> Sequence[object]: ...
 
 
 class Ops:
@@ -115,6 +130,33 @@ class Ops:
             meta=meta,
         )
 
+    @classmethod
+    def for_process(cls, cfg: ProcessSettings, plan: object | None, env: Mapping[str, str]) -> Ops:
+        """The ops of this process's bots of ``cfg``. A worker of a swarm (``plan`` set) serves its
+        metrics on ``metrics_port + 1 + shard index``, so workers never clash with each other or
+        with their parent. A bad setting is a ConfigError (exit 2)."""
+        port = cfg.metrics_port
+        raw = env.get("ENX_METRICS_PORT", "").strip()
+        if port is None and raw:
+            try:
+                port = int(env["ENX_METRICS_PORT"])
+            except ValueError:
+                raise ConfigError(
+                    f"ENX_METRICS_PORT={env['ENX_METRICS_PORT']!r} is not a port number"
+                ) from None
+        if plan is not None and port:
+            port = port + 1 + cfg.shard_index
+        try:
+            return cls.from_env(
+                len(cfg.my_bots()),
+                env,
+                metrics_port=port,
+                metrics_host=cfg.metrics_host,
+                report_dir=cfg.report_dir,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
     def add_registry(self, registry: CollectorRegistry) -> None:
         """Serve another registry on ``/metrics`` too (the embedded room server's)."""
         if self.health is not None:
@@ -126,6 +168,10 @@ class Ops:
             await self.health.start()
         await self.progress.start()
         self.progress.attach()
+
+    def set_fast_paths(self, paths: Mapping[str, bool]) -> None:
+        """``enx_fast_path{name}`` 0/1 on ``/metrics`` (``bot.webrtc.fast_paths()`` at start-up)."""
+        self.metrics.set_fast_paths(paths)
 
     def signal_received(self, signame: str) -> None:
         """Call from the signal handler: the report then says ``ended_by: SIGTERM``."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bot.media import FileSource, MediaError, SyntheticVideoTrack
 
-from .config import AgentConfig
-from .errors import ConfigError
+from ..errors import ConfigError
+from .model import AgentConfig
 
 
 def check_media(cfg: AgentConfig) -> None:
