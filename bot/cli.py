@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, NoReturn
 
 import structlog
 
-from bot.agent.errors import EXIT_CONFIG, EXIT_OK, AgentError, ConfigError
+from bot.agent import EXIT_CONFIG, EXIT_OK, AgentError, ConfigError
 
 if TYPE_CHECKING:
-    from bot.agent.config import AgentConfig
+    from bot.agent import AgentConfig
 
 PROG = "enx-bot"
 
@@ -123,8 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _load(path: str) -> AgentConfig:
-    from bot.agent.config import load_config
-    from bot.agent.config.media_check import check_media
+    from bot.agent import check_media, load_config
 
     cfg = load_config(path)
     check_media(cfg)
@@ -139,10 +138,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     """Run the config's bots here, or (``workers`` > 1) in worker processes of this one."""
-    from bot.agent.logs import configure_logging
-    from bot.agent.ops import Ops
-    from bot.agent.swarm import Agent, Supervisor, SwarmPlan, die_with_parent, resolve_workers
-    from bot.agent.swarm.tuning import loop_factory, raise_fd_limit, tune_gc
+    from bot.agent import (
+        Agent,
+        Ops,
+        Supervisor,
+        SwarmPlan,
+        configure_logging,
+        die_with_parent,
+        loop_factory,
+        raise_fd_limit,
+        resolve_workers,
+        tune_gc,
+    )
+    from bot.webrtc import fast_path_gauges, log_fast_paths
 
     plan = SwarmPlan.from_env(os.environ)  # set when this process is a worker of a swarm
     if plan is not None and not die_with_parent(plan.parent):
@@ -163,6 +171,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         code = _run_with_signals(runner.run(), runner.stop, factory)
     else:
         ops = Ops.for_process(cfg, plan, os.environ)
+        # once per process, before any bot: a fast path off is a CPU cliff, said at WARNING
+        ops.set_fast_paths(fast_path_gauges(log_fast_paths(structlog.get_logger("bot.agent"))))
         agent = runner = Agent(
             cfg, plan=plan, events=ops.events, on_server=lambda s: ops.add_registry(s.registry)
         )
@@ -270,8 +280,9 @@ def _serve_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from bot.agent.logs import configure_logging
+    from bot.agent import configure_logging
     from bot.server import StoreError, serve
+    from bot.webrtc import log_fast_paths
 
     if not args.app_id or not args.app_key:
         raise ConfigError("no app id/key: set ENX_APP_ID and ENX_APP_KEY, or pass --app-id and --app-key")
@@ -279,10 +290,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port {args.port} is not a TCP port (0-65535)")
     options = _serve_options(args)
     configure_logging(args.log_format, args.log_level)
-    from bot.agent.swarm.tuning import raise_fd_limit, tune_gc
+    from bot.agent import raise_fd_limit, tune_gc
 
     raise_fd_limit(0)
     tune_gc()
+    log_fast_paths(structlog.get_logger("bot.server"))
     stop = asyncio.Event()
 
     async def run() -> int:
@@ -317,7 +329,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    from bot.agent.bot.tokens import RestTokens
+    from bot.agent import RestTokens
 
     missing = [n for n in ("app_id", "app_key", "room_id") if not getattr(args, n)]
     if missing:

@@ -165,6 +165,18 @@ def _is_submodule(package: str, name: str) -> bool:
     return f"{package}.{name}" in modules()
 
 
+@cache
+def exported(package: str) -> frozenset[str]:
+    """The names a face lists in ``__all__``: a module listed there is a namespace it exports on
+    purpose (``bot.webrtc.keyframes``, every patch of one shape), not a reach past it."""
+    for node in tree(modules()[package]).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return frozenset(ast.literal_eval(node.value))
+    return frozenset()
+
+
 # --- the rules ---------------------------------------------------------------------------------
 
 
@@ -221,7 +233,7 @@ def layer_violations(module: Module) -> Iterator[Violation]:
                     "private-name",
                     f"imports {other}.{name}, a private name of {other}",
                 )
-            elif _is_submodule(other, name):
+            elif _is_submodule(other, name) and name not in exported(other):
                 yield Violation(
                     module.where,
                     imp.line,

@@ -1,6 +1,11 @@
-"""The YAML agent: config, one bot's behaviour, many bots per process, logging set-up."""
+"""The YAML agent: config, one bot's behaviour, many bots per process, operations, logging set-up.
 
+This is the package's face: ``bot.cli`` (and anyone embedding the agent) imports from here.
+"""
+
+from .bot import Bot, BotResult, RestTokens, TokenSourceError
 from .config import AgentConfig, BotConfig, load_config
+from .config.media_check import check_media
 from .errors import (
     EXIT_CONFIG,
     EXIT_JOIN_FAILED,
@@ -10,16 +15,35 @@ from .errors import (
     ConfigError,
     JoinError,
 )
+from .logs import configure_logging
+from .ops import Ops
+from .swarm import Agent, Supervisor, SwarmPlan, die_with_parent, resolve_workers
+from .swarm.tuning import loop_factory, raise_fd_limit, tune_gc
 
 __all__ = [
     "EXIT_CONFIG",
     "EXIT_JOIN_FAILED",
     "EXIT_OK",
     "EXIT_SESSION_LOST",
+    "Agent",
     "AgentConfig",
     "AgentError",
+    "Bot",
     "BotConfig",
+    "BotResult",
     "ConfigError",
     "JoinError",
+    "Ops",
+    "RestTokens",
+    "Supervisor",
+    "SwarmPlan",
+    "TokenSourceError",
+    "check_media",
+    "configure_logging",
+    "die_with_parent",
     "load_config",
+    "loop_factory",
+    "raise_fd_limit",
+    "resolve_workers",
+    "tune_gc",
 ]

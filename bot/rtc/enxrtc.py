@@ -46,7 +46,7 @@ from typing import Any
 import structlog
 from aiortc.mediastreams import MediaStreamTrack
 
-from bot.media.sinks import EncodedSink
+from bot.media import EncodedSink
 from bot.proto import IN_ROOM, ErrorCode, MediaKind, Phase, TokenError, Trigger, decode_token, redact
 
 from . import devices
@@ -56,7 +56,8 @@ from .lifecycle import NORMAL_DISCONNECT, UNEXPECTED_DISCONNECT, Lifecycle
 from .options import LocalInfo, RoomInfo, SubscribeOptions
 from .publisher import LocalPublisher
 from .session import Context, FailureHook, report
-from .stats import DEFAULT_WINDOW_S, collect
+from .stats import DEFAULT_WINDOW_S
+from .stats_payload import collect
 from .subscriber import RemoteSubscriptions
 
 __all__ = ["IN_ROOM", "NORMAL_DISCONNECT", "UNEXPECTED_DISCONNECT", "EnxRtc", "Phase"]

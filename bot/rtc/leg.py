@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 from bot.proto import Answer, Candidate, EndOfCandidates, Offer, Ready, SdpMessage, SignalingMessage
 
 from .errors import MediaError, RoomError
-from .peer import has_any_candidate, has_relay_candidate
+from .legs import has_any_candidate, has_relay_candidate
 from .signalling import Signalling
 
 LegState = Literal["new", "publishing", "subscribing", "ready", "failed", "closed"]

@@ -28,7 +28,7 @@ from .reconnector import Reconnector, Rejoined
 from .session import Context, RoomSession
 from .signalling import SocketClosed
 from .state import RoomState
-from .stats import collect
+from .stats_payload import collect
 from .subscriber import RemoteSubscriptions
 
 NORMAL_DISCONNECT: Json = {"cause": int(ErrorCode.NORMAL_DISCONNECT), "msg": "normal-disconnect"}

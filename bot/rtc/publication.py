@@ -1,7 +1,7 @@
 """Our published stream: the signalling half of a publish leg (PROTOCOL.md section 4).
 
 ``publish`` -> ack id -> ``signaling_message`` offer -> answer on ``media_engine_connecting``
--> end-of-candidates marker -> ``ready``. The media half is :class:`~bot.rtc.peer.PublishLeg`;
+-> end-of-candidates marker -> ``ready``. The media half is :class:`~bot.rtc.legs.PublishLeg`;
 server messages reach this object through :meth:`LocalPublication.deliver`, called by the
 room's one dispatcher, so ``ready`` is seen in server order with every other event.
 """
@@ -18,7 +18,7 @@ from bot.proto import PublishRequest
 
 from .errors import MediaError, RoomError
 from .leg import _SignalledLeg
-from .peer import IcePair, PublishLeg
+from .legs import IcePair, PublishLeg
 from .signalling import Signalling
 
 READY_TIMEOUT_S = 20.0

@@ -30,8 +30,8 @@ from bot.proto import (
 
 from .bandwidth import BandwidthState, CapVideo, HoldVideo, Notify
 from .errors import MediaError, RoomError
+from .legs import PublishLeg
 from .messages import publish_request
-from .peer import PublishLeg
 from .publication import LocalPublication
 from .session import Context, LinkLost, MediaFailed, RoomSession
 from .state import RoomState

@@ -1,7 +1,7 @@
 """Media statistics of a leg, per kind, turned into what a monitoring bot reports.
 
-``peer.py`` takes one sample per leg (one aiortc ``getStats()`` call plus the receive tap's
-counters); here two samples of one kind become the payload of :meth:`~bot.rtc.EnxRtc.stats`:
+``legs/`` takes one sample per leg (one aiortc ``getStats()`` call plus the receive tap's
+counters); here two samples of one kind become the figures of :meth:`~bot.rtc.EnxRtc.stats`:
 rates over the interval between them (bitrate, frames per second, fraction lost) and the
 running totals. "The last interval" is chosen by :class:`RateWindow`: back to the newest earlier
 sample at least ``window_s`` old (the ``on_stats`` interval, else 1 s), so rates stay steady
@@ -15,24 +15,18 @@ What aiortc provides and what it does not:
   receiver reports): ``roundTripTime`` is None there.
 - A send leg's ``outbound-rtp`` (packets and bytes sent) is aiortc's; ``remote-inbound-rtp``
   (lost, fraction lost, jitter, round-trip time) comes from the media server's receiver reports.
-- Bytes received, frames and keyframes come from the receive tap (``peer.py``): RTP payload
+- Bytes received, frames and keyframes come from the receive tap (``legs/subscribe.py``): RTP payload
   bytes, reassembled encoded frames. When the tap is unavailable frames are decoded frames.
 
-The arithmetic is pure; :func:`collect` (one sample per leg, then the payload) is the one
-function here that awaits.
+The arithmetic is pure and knows no leg: the legs import it. The payload that walks the legs
+(:func:`~bot.rtc.stats_payload.collect`) is in ``stats_payload.py``, above them.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
-
-if TYPE_CHECKING:
-    from .publication import LocalPublication
-    from .subscription import RemoteSubscription
+from typing import Any, Generic, Protocol, TypeVar
 
 Json = dict[str, Any]
 
@@ -176,69 +170,3 @@ def send_stats(previous: SendSample | None, current: SendSample) -> Json:
 def interval(previous_at: float | None, at: float) -> float | None:
     """Seconds covered by a leg's rates (None for its first sample)."""
     return None if previous_at is None else round(at - previous_at, 3)
-
-
-# ---------------------------------------------------------------------- the payload of stats()
-
-
-async def collect(
-    publication: LocalPublication | None, subscriptions: Iterable[RemoteSubscription], log: Any
-) -> Json:
-    """The payload of :meth:`~bot.rtc.EnxRtc.stats` (documented there): one sample per leg."""
-    publish = None if publication is None else await publish_stats(publication, log)
-    received = await asyncio.gather(*(subscription_stats(s, log) for s in subscriptions))
-    return {"publish": publish, "subscriptions": list(received)}
-
-
-async def publish_stats(publication: LocalPublication, log: Any) -> Json:
-    leg = publication.leg
-    pair = publication.selected_pair()
-    out: Json = {
-        "streamId": publication.stream_id,
-        "state": publication.state,
-        "connectionState": leg.connection_state,
-        "selectedPair": None if pair is None else pair.to_dict(),
-        "sending": {kind: leg.is_sending(kind) for kind in leg.kinds},
-        "videoBitrate": leg.video_bitrate,
-        "packetVideo": leg.sends_packets("video"),
-    }
-    try:
-        samples = await leg.sample()
-    except Exception:  # a leg closing under us: report what is known
-        log.debug("stats_failed", leg="publish", exc_info=True)
-        samples = {}
-    out["packetsSent"] = {kind: current.packets_sent for kind, (_, current) in samples.items()}
-    out["bytesSent"] = {kind: current.bytes_sent for kind, (_, current) in samples.items()}
-    out["interval"] = next((interval(prev.at, cur.at) for prev, cur in samples.values()), None)
-    for kind, (previous, current) in samples.items():
-        out[kind] = send_stats(previous, current)
-    return out
-
-
-async def subscription_stats(subscription: RemoteSubscription, log: Any) -> Json:
-    leg = subscription.leg
-    out: Json = {
-        "streamId": subscription.stream_id,
-        "clientId": subscription.stream.client_id,
-        "name": subscription.stream.name,
-        "state": subscription.state,
-        "connectionState": leg.connection_state,
-        "tapped": leg.tapped,
-        "sink": type(leg.sink).__name__,
-    }
-    try:
-        samples = await leg.sample()
-    except Exception:
-        log.debug("stats_failed", leg="subscribe", stream_id=subscription.stream_id, exc_info=True)
-        samples = {}
-    out["interval"] = next((interval(prev.at, cur.at) for prev, cur in samples.values()), None)
-    for kind, (previous, current) in samples.items():
-        kind_stats = receive_stats(previous, current)
-        counters = leg.counters(kind)
-        for key, at in (
-            ("firstFrameMs", None if counters is None else counters.first_frame_at),
-            ("firstKeyframeMs", None if counters is None else counters.first_keyframe_at),
-        ):
-            kind_stats[key] = None if at is None else round((at - subscription.started_at) * 1000, 1)
-        out[kind] = kind_stats
-    return out

@@ -14,13 +14,13 @@ import asyncio
 from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
-from bot.media.sinks import DiscardSink, EncodedSink
+from bot.media import DiscardSink, EncodedSink
 from bot.proto import ErrorCode, MediaEngineConnecting, MediaKind, StreamInfo, UnsubscribeRequest
 
 from .callbacks import Json
 from .errors import MediaError, RoomError
+from .legs import SubscribeLeg
 from .options import SubscribeOptions, listed_streams_to_subscribe
-from .peer import SubscribeLeg
 from .session import Context, SubscribeFailed, SubscriptionBroken
 from .state import RoomState
 from .subscription import RemoteSubscription

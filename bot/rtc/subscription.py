@@ -2,7 +2,7 @@
 
 ``subscribe {streamId, audio, video, ...}`` -> ack -> ``signaling_message {streamId}`` with a
 receive-only offer -> answer on ``media_engine_connecting`` keyed **peerId** -> end-of-candidates
-marker -> ``ready``. The media half is :class:`~bot.rtc.peer.SubscribeLeg`. As for publishing,
+marker -> ``ready``. The media half is :class:`~bot.rtc.legs.SubscribeLeg`. As for publishing,
 server messages reach this object through :meth:`RemoteSubscription.deliver`, called by the
 room's one dispatcher, so ``ready`` is seen in server order with every other event.
 
@@ -23,7 +23,7 @@ from bot.proto import StreamInfo, SubscribeRequest
 
 from .errors import RoomError
 from .leg import _SignalledLeg
-from .peer import SubscribeLeg
+from .legs import SubscribeLeg
 from .signalling import Signalling
 
 READY_TIMEOUT_S = 20.0

@@ -22,8 +22,7 @@ from aiortc import (
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
-from bot.webrtc.patches import keyframes, receive_tap, rtcp_taps
-from bot.webrtc.patches.receive_tap import fresh_jitter_buffer, jitter_buffer, set_jitter_buffer
+from bot.webrtc import keyframes, receive_tap, rtcp_taps
 
 from .forwarding import Forwarded, ForwardedStream
 
@@ -52,7 +51,7 @@ class Received:
 def _tappable(receiver: RTCRtpReceiver) -> bool:
     """Whether this aiortc's receiver has the internals :func:`_forward_from` replaces."""
     return (
-        callable(getattr(jitter_buffer(receiver), "add", None))
+        callable(getattr(receive_tap.jitter_buffer(receiver), "add", None))
         and receive_tap.probe(receiver)
         and keyframes.pli_sender(receiver) is not None
         and rtcp_taps.rtp_handler(receiver) is not None
@@ -81,7 +80,7 @@ class _FrameTap:
     def restart(self) -> None:
         """Start over with an empty buffer of the same shape (after a lean run: the packets
         that went past it must not read as a gap)."""
-        self._inner = fresh_jitter_buffer(self._inner)
+        self._inner = receive_tap.fresh_jitter_buffer(self._inner)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -107,12 +106,12 @@ def _forward_from(
     Two attributes of this instance are replaced before it starts (no class is touched): the
     jitter buffer (a :class:`_FrameTap` around it, so frames keep the publisher's RTP
     timestamps and never reach the decoder queue) and the decoder queue (the shared receive
-    tap, ``bot.webrtc.patches.receive_tap``: aiortc's decoder thread ends as soon as it
+    tap, ``bot.webrtc.receive_tap``: aiortc's decoder thread ends as soon as it
     starts). Everything else (``receive``, RTCP reports, NACKs, PLIs on loss, REMB) stays
     aiortc's.
     """
-    tap = _FrameTap(jitter_buffer(receiver), received, sink)
-    set_jitter_buffer(receiver, tap)
+    tap = _FrameTap(receive_tap.jitter_buffer(receiver), received, sink)
+    receive_tap.set_jitter_buffer(receiver, tap)
     probe = _DecoderQueueProbe()
     receive_tap.install(receiver, probe)
     return tap, probe

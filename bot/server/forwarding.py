@@ -15,8 +15,8 @@ Each track is one subscriber's: its queue is bounded (``VIDEO_QUEUE`` frames, ``
 packets) so a subscriber whose sender falls behind drops packets and never holds up the
 publisher nor the other subscribers. Video starts at a keyframe; after a drop it discards the
 rest of its queue and waits for the next keyframe (a stream with holes would not decode), and
-asks the publisher for one. (That queue is :class:`bot.media.fanout.QueuedPacketTrack`, shared
-with :mod:`bot.media.fanout`, whose streams are paced by a producing task; here the receiver
+asks the publisher for one. (That queue is :class:`bot.media.QueuedPacketTrack`, shared
+with :mod:`bot.media.shared.fanout`, whose streams are paced by a producing task; here the receiver
 pushes.)
 
 **Keyframe requests.** aiortc ignores PLI/FIR on the packet path, so the subscribe leg
@@ -39,7 +39,7 @@ from fractions import Fraction
 
 import av
 
-from bot.media.fanout import Kind, Packet, QueuedPacketTrack
+from bot.media import Kind, Packet, QueuedPacketTrack
 
 TIME_BASES: dict[str, Fraction] = {"audio": Fraction(1, 48000), "video": Fraction(1, 90000)}
 VIDEO_QUEUE = 30
@@ -80,7 +80,7 @@ class ForwardTrack(QueuedPacketTrack):
     It attaches to its stream on its first ``recv()``: aiortc's sender first reads once the
     subscribe leg's DTLS is up, so frames never pile up for a leg that is not connected. It
     detaches on ``stop()`` (the sender stops it when the leg closes). The queue (bounded, video
-    from a keyframe) is :class:`bot.media.fanout.QueuedPacketTrack`'s.
+    from a keyframe) is :class:`bot.media.QueuedPacketTrack`'s.
     """
 
     def __init__(self, stream: ForwardedStream, queue_size: int) -> None:

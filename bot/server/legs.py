@@ -24,9 +24,7 @@ from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 from aiortc.sdp import SessionDescription
 
 from bot.proto import Answer, Candidate, ErrorCode, IceServer
-from bot.webrtc import parse_candidate
-from bot.webrtc.patches import keyframes, rtcp_taps
-from bot.webrtc.patches.lean_intake import Route, RtpIntake, leanable
+from bot.webrtc import Route, RtpIntake, keyframes, leanable, parse_candidate, rtcp_taps
 
 from .bandwidth import BandwidthSettings, PublishMonitor, RtpMeter, SubscribeMonitor
 from .errors import MediaError
@@ -217,7 +215,7 @@ class PublishLeg(_Leg):
         self.received: dict[str, Received] = {k: Received() for k in KINDS}
         self.intake: RtpIntake | None = RtpIntake() if lean_intake else None
         """Counts what nobody subscribes to without aiortc's receive path
-        (:mod:`bot.webrtc.patches.lean_intake`)."""
+        (:mod:`bot.webrtc.lean_intake`)."""
         self.forwarder: PacketForwarder | DecodingForwarder = (
             PacketForwarder(on_forward) if tap_encoded else DecodingForwarder()
         )

@@ -42,6 +42,8 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from bot.webrtc import fast_path_gauges
+
 from .api import RoomApi
 
 _ATTEMPTS = 5
@@ -124,3 +126,23 @@ def server_registry(server: RoomApi) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     registry.register(ServerCollector(server))
     return registry
+
+
+class FastPathCollector:
+    """``enx_fast_path{name}`` 0/1: which of ``bot.webrtc``'s fast paths this process takes.
+
+    A process-level family (it says what aiortc allows, not what a server does): ``bot serve``
+    puts it beside the process's CPU and memory, and the embedded server leaves it to the
+    agent, whose ``/metrics`` has it already."""
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("enx_fast_path", _FAST_PATH_HELP, labels=["name"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("enx_fast_path", _FAST_PATH_HELP, labels=["name"])
+        for name, on in fast_path_gauges().items():
+            family.add_metric([name], on)
+        yield family
+
+
+_FAST_PATH_HELP = "1 if this fast path is installed here (bot.webrtc.fast_paths()), 0 if not."

@@ -29,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCol
 
 from .api import RoomApi
 from .errors import BadRequest, ClientNotFound, RoomNotFound, ServerError
+from .metrics import FastPathCollector
 from .rooms import check_role
 
 log = structlog.get_logger(__name__)
@@ -192,7 +193,8 @@ async def bandwidth(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus exposition: the server's registry, then the process's CPU and memory."""
+    """Prometheus exposition: the server's registry, then the process's CPU, memory and
+    ``enx_fast_path``."""
     body = generate_latest(_api(request).registry) + generate_latest(request.app[PROCESS_KEY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -206,6 +208,7 @@ def make_app(api: RoomApi) -> web.Application:
     """The aiohttp application: REST routes, auth and JSON errors (Socket.IO attaches later)."""
     process_registry = CollectorRegistry(auto_describe=True)
     ProcessCollector(registry=process_registry)
+    process_registry.register(FastPathCollector())
     app = web.Application(middlewares=[guard])
     app[API_KEY] = api
     app[PROCESS_KEY] = process_registry

@@ -14,17 +14,16 @@ import asyncio
 import contextlib
 import enum
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiortc.mediastreams import MediaStreamTrack
 
 from bot.media import MediaError, MediaSpec, SharedMedia, open_media
-from bot.rtc import EnxRtc, LocalInfo, RoomError, RoomInfo
+from bot.rtc import EnxRtc, RoomError
 
 from ..config import BotConfig
-from ..config.schema import yaml_key
 from ..ops.observe import BotObserver, NullObserver, listening
 from ..rules.policy import Action, BandwidthFallback
 from .receive import Receiver
@@ -133,15 +132,14 @@ class Bot:
                 max_video_subscriptions=0 if cfg.room_info.audio_only else receive.max_video,
                 sink_factory=self.receiver,
                 stats_interval_s=receive.stats_seconds,
+                on_callback_error=lambda name, _exc: self.callback_failed(name),
+                on_failure=lambda where, _exc: self.events.failure(f"rtc:{where}"),
             )
             self.rtc = rtc
             self._wire_callbacks(rtc)
             self._t_join = time.perf_counter()
             self.log.info("joining", role=cfg.role)
-            # until EnxRtc takes LocalInfo: join_room reads Flutter dictionaries back into them
-            await rtc.join_room(
-                self.token, _flutter(local_info), _flutter(cfg.room_info), dict(cfg.advance_options)
-            )
+            await rtc.join_room(self.token, local_info, cfg.room_info, dict(cfg.advance_options))
         except RoomError as exc:
             return BotResult(cfg.name, Outcome.JOIN_FAILED, f"{exc}", code=exc.code)
         except MediaError as exc:
@@ -383,12 +381,6 @@ class Bot:
             video=stream.get("video"),
             **({"existing": True} if stream.get("existing") else {}),
         )
-
-
-def _flutter(options: LocalInfo | RoomInfo) -> dict[str, Any]:
-    """A LocalInfo/RoomInfo as the dictionary ``join_room`` takes today (None: the default)."""
-    values = {yaml_key(f): getattr(options, f.name) for f in fields(options)}
-    return {key: value for key, value in values.items() if value is not None}
 
 
 def _fields(payload: object, skip: tuple[str, ...] = ()) -> dict[str, Any]:

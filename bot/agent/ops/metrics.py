@@ -151,7 +151,7 @@ class Metrics(NullObserver):
 
     # ------------------------------------------------------------------ queries
 
-    def set_fast_paths(self, paths: Mapping[str, bool]) -> None:
+    def set_fast_paths(self, paths: Mapping[str, bool | int]) -> None:
         """``enx_fast_path{name}`` from ``{name: installed}`` (what ``bot.webrtc.fast_paths()``
         reports): 1 installed, 0 not."""
         for name, on in paths.items():

@@ -97,7 +97,8 @@ class BotObserver(Protocol):
     def failure(self, where: str) -> None:
         """Something failed unexpectedly and was contained (logged with its traceback):
         ``callback:<name>`` (an app callback), ``bot_task`` (a bot's task), ``runner``,
-        ``observer:<class>`` (a listener)."""
+        ``observer:<class>`` (a listener), ``rtc:<where>`` (the SDK's own background work:
+        dispatcher, stats, reconnector, publisher, subscriber)."""
         return None
 
 

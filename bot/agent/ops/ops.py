@@ -169,7 +169,7 @@ class Ops:
         await self.progress.start()
         self.progress.attach()
 
-    def set_fast_paths(self, paths: Mapping[str, bool]) -> None:
+    def set_fast_paths(self, paths: Mapping[str, bool | int]) -> None:
         """``enx_fast_path{name}`` 0/1 on ``/metrics`` (``bot.webrtc.fast_paths()`` at start-up)."""
         self.metrics.set_fast_paths(paths)
 

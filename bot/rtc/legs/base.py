@@ -29,12 +29,11 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import SessionDescription
 
 from bot.proto import Candidate, IceServer, MediaKind
-from bot.webrtc import IceEndpoint, IcePair, parse_candidate, selected_pair
-from bot.webrtc.patches import encoder_cap
+from bot.webrtc import IceEndpoint, IcePair, encoder_cap, parse_candidate, selected_pair
 
 from ..errors import MediaError
 
-_log = structlog.get_logger("bot.rtc.peer")
+_log = structlog.get_logger("bot.rtc.legs")
 
 PREFERRED_CODECS: Mapping[str, str] = {"audio": "audio/opus", "video": "video/VP8"}
 """What the room's media server answers with (PROTOCOL.md section 4: VP8 and Opus)."""

@@ -15,15 +15,13 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from bot.media import PacketStream
 from bot.proto import IceServer, MediaKind
-from bot.webrtc.patches import direct_send, encoder_cap, keyframes
-from bot.webrtc.patches.direct_send import DirectSender
-from bot.webrtc.patches.encoder_cap import FLOOR_BITRATE_BPS, CappedVp8Encoder
+from bot.webrtc import FLOOR_BITRATE_BPS, CappedVp8Encoder, DirectSender, direct_send, encoder_cap, keyframes
 
 from ..errors import MediaError
 from ..stats import CLOCK_RATES, DEFAULT_WINDOW_S, RateWindow, SendSample
 from .base import _answered_codec, _drop_receive_estimator, _Leg, _preferred, _stat, packet_mime_type
 
-_log = structlog.get_logger("bot.rtc.peer")
+_log = structlog.get_logger("bot.rtc.legs")
 
 
 class _Gate(MediaStreamTrack):

@@ -17,13 +17,12 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bot.media import EncodedSink, is_keyframe
 from bot.proto import IceServer, MediaKind
-from bot.webrtc.patches import keyframes, receive_tap, rtcp_taps
-from bot.webrtc.patches.lean_intake import Route, RtpIntake, codec_of, leanable
+from bot.webrtc import Route, RtpIntake, codec_of, keyframes, leanable, receive_tap, rtcp_taps
 
 from ..stats import CLOCK_RATES, DEFAULT_WINDOW_S, RateWindow, ReceiveSample
 from .base import KINDS, _drop_receive_estimator, _Leg, _receive_codecs, _stat
 
-_log = structlog.get_logger("bot.rtc.peer")
+_log = structlog.get_logger("bot.rtc.legs")
 
 
 _LEAN_CODECS = ("video/vp8", "audio/opus")
