@@ -93,10 +93,9 @@ async def test_a_bot_counts_its_failing_callback(room_server: RoomServer) -> Non
 
 
 async def test_the_server_metrics_say_which_fast_paths_are_on(room_server: RoomServer) -> None:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{room_server.url}/metrics") as response:
-            assert response.status == 200
-            text = await response.text()
+    async with aiohttp.ClientSession() as http, http.get(f"{room_server.url}/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
     lines = {line for line in text.splitlines() if line.startswith("enx_fast_path{")}
     expected = {f'enx_fast_path{{name="{n}"}} {float(on)}' for n, on in fast_paths().paths().items()}
     assert expected <= lines, lines
