@@ -123,7 +123,7 @@ def tree(module: Module) -> ast.Module:
 @dataclass(frozen=True)
 class Import:
     line: int
-    target: str  # the absolute module named: bot.media.fanout, aiortc.rtcrtpsender
+    target: str  # the absolute module named: bot.media.shared.fanout, aiortc.rtcrtpsender
     names: tuple[str, ...]  # for ``from X import a, b``; () for ``import X``
 
 
@@ -155,7 +155,7 @@ def _ours(target: str) -> bool:
 
 
 def _layer_of(target: str) -> str:
-    """The layer a module of ours belongs to (``bot.media.fanout`` -> ``bot.media``)."""
+    """The layer a module of ours belongs to (``bot.media.shared.fanout`` -> ``bot.media``)."""
     if target in _ROOT_MODULES:
         return "bot.cli"
     return ".".join(target.split(".")[:2])

@@ -17,7 +17,7 @@ from typing import Any
 import av
 import pytest
 
-from bot.media.synthetic import SyntheticVideoTrack, ToneAudioTrack
+from bot.media import SyntheticVideoTrack, ToneAudioTrack
 from bot.rtc import EnxRtc
 from bot.server import RoomServer
 
