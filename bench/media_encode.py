@@ -176,7 +176,7 @@ async def run_direct(stdin: Any, shared: Any, spec: Any, n: int, warmup: float, 
     answers = (await read_json(stdin))["answers"]
     for leg, sdp in zip(legs, answers, strict=True):
         await leg.apply_answer(sdp)
-    await wait_connected([leg._pc for leg in legs])
+    await wait_connected([leg.pc for leg in legs])
     await asyncio.sleep(warmup)
     assert all(leg.direct.get("video") is not None for leg in legs), "not on the direct path"
 
@@ -192,7 +192,7 @@ async def run_direct(stdin: Any, shared: Any, spec: Any, n: int, warmup: float, 
     await measure_window(n, window, frames, packets_sent, shared)
     await read_json(stdin)  # "stop"
     for leg in legs:
-        await leg.close()
+        await leg.aclose()
     await shared.aclose()
 
 

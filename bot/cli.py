@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         "--full-intake",
         action="store_true",
         help="run every received packet through aiortc's whole receive path, subscribed or not "
-        "(slower; for comparison: see bot/media/intake.py)",
+        "(slower; for comparison: see bot/webrtc/patches/lean_intake.py)",
     )
     serve.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")

@@ -82,7 +82,7 @@ async def test_h264_packets_are_offered_h264_first_and_a_vp8_answer_is_refused()
         with pytest.raises(MediaError, match=r"answered video/vp8.*H264 packets"):
             await leg.apply_answer(answer)
     finally:
-        await leg.close()
+        await leg.aclose()
         if answerer is not None:
             await answerer.close()
 
@@ -122,7 +122,7 @@ async def test_a_pli_on_the_wire_reaches_the_shared_encoder() -> None:
             await eventually(lambda: encoder.keyframe_requests > requests, within=2, what="PLI forwarded")
             await eventually(lambda: encoder.keyframes > keyframes, within=2, what="a keyframe made")
         finally:
-            await leg.close()
+            await leg.aclose()
             await answerer.close()
 
 
@@ -168,7 +168,7 @@ async def test_the_direct_sender_answers_nacks_from_its_history(rtx: bool) -> No
             stats = [s for s in (await receiver.getStats()).values() if s.type == "inbound-rtp"]
             assert stats and stats[0].packetsLost == 0  # every hole was filled
         finally:
-            await leg.close()
+            await leg.aclose()
             await pc.close()
 
 
@@ -277,7 +277,7 @@ async def test_a_direct_sender_stops_while_its_gate_is_closed_and_resumes_on_a_k
             assert direct is not None
             await eventually(lambda: direct.frames_sent > 5, within=5, what="frames")
             # the send-only leg's receiver keeps no REMB estimator (about 96 KiB each)
-            (transceiver,) = leg._pc.getTransceivers()
+            (transceiver,) = leg.pc.getTransceivers()
             assert transceiver.receiver._RTCRtpReceiver__remote_bitrate_estimator is None  # type: ignore[attr-defined]
             leg.set_sending("video", False)
             await asyncio.sleep(0.1)
@@ -302,5 +302,5 @@ async def test_a_direct_sender_stops_while_its_gate_is_closed_and_resumes_on_a_k
             receiver = answerer.getReceivers()[0]
             assert receiver.getSynchronizationSources()  # the answerer hears it
         finally:
-            await leg.close()
+            await leg.aclose()
             await answerer.close()

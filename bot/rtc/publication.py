@@ -119,4 +119,4 @@ class LocalPublication(_SignalledLeg[PublishLeg]):
 
     async def aclose(self) -> None:
         self.state = "closed"
-        await self.leg.close()
+        await self.leg.aclose()

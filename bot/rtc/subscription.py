@@ -128,4 +128,4 @@ class RemoteSubscription(_SignalledLeg[SubscribeLeg]):
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        await self.leg.close()
+        await self.leg.aclose()

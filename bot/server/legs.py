@@ -14,7 +14,6 @@ import structlog
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
-    RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
     RTCSessionDescription,
@@ -24,7 +23,7 @@ from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 from aiortc.sdp import SessionDescription
 
 from bot.proto import Answer, Candidate, ErrorCode, IceServer
-from bot.webrtc import Route, RtpIntake, keyframes, leanable, parse_candidate, rtcp_taps
+from bot.webrtc import PeerLeg, Route, RtpIntake, keyframes, leanable, rtcp_taps
 
 from .bandwidth import BandwidthSettings, PublishMonitor, RtpMeter, SubscribeMonitor
 from .errors import MediaError
@@ -95,30 +94,25 @@ def _count_receiver(
 # --------------------------------------------------------------------------- legs
 
 
-class _Leg:
+class _Leg(PeerLeg):
     """One server-side peer connection answering one client offer."""
-
-    role: str = "leg"
 
     def __init__(self, stream_id: int, configuration: RTCConfiguration) -> None:
         self.stream_id = stream_id
-        self.pc = RTCPeerConnection(configuration)
         self.state: LegState = "new"
         self.end_reason: EndReason | None = None
         self._connected = asyncio.Event()
         self._ended = asyncio.Event()
-        self._closing = False
-        self.pc.on("connectionstatechange", self._on_state)
+        super().__init__(configuration)
 
-    def _on_state(self) -> None:
-        state = self.pc.connectionState
+    def on_connection_state(self, state: str) -> None:
         if state == "connected":
             self.state = "connected"
             self._on_connected()
             self._connected.set()
         elif state in ("failed", "closed"):
             if self.end_reason is None:
-                if self._closing:
+                if self.closing:
                     self.end_reason = "server_closed"
                 else:
                     # aiortc closes the connection itself when the peer's DTLS says
@@ -135,7 +129,7 @@ class _Leg:
 
     @property
     def closed_by_server(self) -> bool:
-        return self._closing
+        return self.closing
 
     async def _apply_offer(self, sdp: str, prepare: Callable[[list[str]], None]) -> None:
         """Pre-create the transceivers of the offered kinds (``prepare``), then apply the offer.
@@ -164,17 +158,12 @@ class _Leg:
     async def add_candidate(self, candidate: Candidate) -> None:
         """A trickled client candidate (``a=candidate:...`` or ``candidate:...``)."""
         line = candidate.candidate.strip().removeprefix("a=").removeprefix("candidate:")
-        ice = parse_candidate(line)
-        if ice is None:
-            raise MediaError(
-                f"candidate does not parse: {line[:80]!r}", ErrorCode.MALFORMED_REQUEST
-            ) from None
-        ice.sdpMid = candidate.sdp_mid
-        ice.sdpMLineIndex = candidate.sdp_mline_index
         try:
-            await self.pc.addIceCandidate(ice)
+            parsed = await self.add_ice_candidate(line, candidate.sdp_mid, candidate.sdp_mline_index)
         except Exception as exc:  # aioice refuses e.g. unresolvable hosts
             raise MediaError(f"candidate refused: {exc}", ErrorCode.MALFORMED_REQUEST) from None
+        if not parsed:
+            raise MediaError(f"candidate does not parse: {line[:80]!r}", ErrorCode.MALFORMED_REQUEST)
 
     async def wait_connected(self) -> bool:
         """Until the leg is connected (True) or has ended (False)."""
@@ -186,11 +175,10 @@ class _Leg:
 
     async def aclose(self) -> None:
         """Close the peer connection (idempotent)."""
-        self._closing = True
+        self.closing = True
         if self.end_reason is None:
             self.end_reason = "server_closed"
-        # shielded: a cancelled caller must not leave the ICE/DTLS transports running
-        await asyncio.shield(self.pc.close())
+        await self.close_pc()
         self.state = "closed"
         self._ended.set()
         self._connected.set()

@@ -8,6 +8,7 @@ has the same shape, so the module is the API.
 """
 
 from .compat import TESTED, FastPaths, fast_path_gauges, fast_paths, log_fast_paths
+from .leg import PeerLeg
 from .patches import direct_send, encoder_cap, keyframes, lean_intake, receive_tap, rtcp_taps
 from .patches.direct_send import DirectSender
 from .patches.encoder_cap import FLOOR_BITRATE_BPS, CappedVp8Encoder
@@ -22,6 +23,7 @@ __all__ = [
     "FastPaths",
     "IceEndpoint",
     "IcePair",
+    "PeerLeg",
     "Route",
     "RtpIntake",
     "codec_of",

@@ -125,7 +125,7 @@ async def test_direct_send_advances_the_senders_counts_and_answers_a_nack() -> N
             await eventually(lambda: direct.retransmitted > 0, within=5, what="a retransmission")
             connection.data_received = inner
         finally:
-            await leg.close()
+            await leg.aclose()
             await pc.close()
 
 
@@ -139,7 +139,7 @@ async def test_without_the_internals_the_publish_leg_falls_back_loudly(
         try:
             assert "direct_send_unavailable" in log.events("warning")
         finally:
-            await leg.close()
+            await leg.aclose()
 
 
 class _Frames(DiscardSink):
@@ -177,7 +177,7 @@ async def test_the_receive_tap_takes_frames_and_no_decoder_thread_runs() -> None
         await eventually(lambda: sink.written >= 5, within=10, what="tapped frames")
         assert leg.decoder_threads_alive() == {"video": False}
     finally:
-        await leg.close()
+        await leg.aclose()
         await pc.close()
 
 
@@ -191,7 +191,7 @@ async def test_the_lean_intake_counts_packets() -> None:
         counters = leg.counters("video")
         assert counters is not None and counters.frames > 0
     finally:
-        await leg.close()
+        await leg.aclose()
         await pc.close()
 
 

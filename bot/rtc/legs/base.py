@@ -19,7 +19,6 @@ import structlog
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
-    RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
     RTCSessionDescription,
@@ -29,7 +28,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import SessionDescription
 
 from bot.proto import Candidate, IceServer, MediaKind
-from bot.webrtc import IceEndpoint, IcePair, encoder_cap, parse_candidate, selected_pair
+from bot.webrtc import IceEndpoint, IcePair, PeerLeg, encoder_cap
 
 from ..errors import MediaError
 
@@ -129,14 +128,12 @@ def _stat(stat: Any, name: str) -> Any:
     return getattr(stat, name, None)
 
 
-class _Leg:
+class _Leg(PeerLeg):
     """What publish and subscribe legs share: one RTCPeerConnection offering to the media
-    server, its candidates, its connection state and its selected ICE pair.
+    server (:class:`bot.webrtc.PeerLeg`), its candidates, its state, its selected ICE pair.
 
     ``on_failed`` is called once, with a reason, if ICE or DTLS fails or the connection closes
-    without :meth:`close` having been called."""
-
-    role = "leg"
+    without :meth:`aclose` having been called."""
 
     def __init__(
         self,
@@ -148,49 +145,34 @@ class _Leg:
     ) -> None:
         self._log = log if log is not None else _log
         self._on_failed = on_failed
-        self._closing = False
         self._failed = False
-        self._pc = RTCPeerConnection(
+        super().__init__(
             RTCConfiguration(
                 iceServers=[_ice_server(s) for s in ice_servers],
                 iceTransportPolicy=RTCIceTransportPolicy.RELAY if force_turn else RTCIceTransportPolicy.ALL,
             )
         )
-        self._pc.on("connectionstatechange", self._on_connection_state)
-
-    @property
-    def connection_state(self) -> str:
-        return str(self._pc.connectionState)
 
     async def create_offer(self) -> str:
         """Create and apply the offer; returns its SDP, every gathered candidate included."""
-        offer = await self._pc.createOffer()
-        await self._pc.setLocalDescription(offer)
-        return str(self._pc.localDescription.sdp)
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(offer)
+        return str(self.pc.localDescription.sdp)
 
     async def _set_answer(self, sdp: str) -> None:
         try:
-            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except Exception as exc:  # aiortc raises ValueError/InvalidStateError/... on bad SDP
             raise MediaError(f"the media server's answer was rejected: {exc}") from None
 
     async def add_remote_candidate(self, candidate: Candidate | None) -> None:
         """A trickled server candidate (``a=candidate:...`` or bare); None ends the list."""
         if candidate is None:
-            await self._pc.addIceCandidate(None)
-            return
-        ice = parse_candidate(candidate.candidate)
-        if ice is None:
+            await self.end_of_candidates()
+        elif not await self.add_ice_candidate(
+            candidate.candidate, candidate.sdp_mid, candidate.sdp_mline_index
+        ):
             self._log.warning("bad_remote_candidate", candidate=candidate.candidate)
-            return
-        ice.sdpMid = candidate.sdp_mid
-        ice.sdpMLineIndex = candidate.sdp_mline_index
-        await self._pc.addIceCandidate(ice)
-
-    def selected_pair(self) -> IcePair | None:
-        """The nominated candidate pair of the leg's one ICE transport (BUNDLE), or None
-        before ICE completes (or if aioice's internals moved)."""
-        return selected_pair(self._pc)
 
     def path_gone(self) -> str | None:
         """Why the local network path the media used is gone (see :func:`local_path_gone`),
@@ -205,14 +187,9 @@ class _Leg:
             return local_path_gone(local.related_address, None)
         return None
 
-    async def _close_pc(self) -> None:
-        self._closing = True
-        await self._pc.close()
-
-    def _on_connection_state(self) -> None:
-        state = self._pc.connectionState
+    def on_connection_state(self, state: str) -> None:
         self._log.debug(f"{self.role}_leg_state", state=state)
-        if self._closing or self._failed:
+        if self.closing or self._failed:
             return
         if state in ("failed", "closed"):
             self._failed = True

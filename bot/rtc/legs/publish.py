@@ -104,7 +104,7 @@ class PublishLeg(_Leg):
         """Per packet kind, once sending: its direct sender, or None on aiortc's path."""
         for kind, gate in self._gates.items():
             mime = packet_mime_type(gate.source)
-            transceiver = self._pc.addTransceiver(gate, direction="sendonly")
+            transceiver = self.pc.addTransceiver(gate, direction="sendonly")
             transceiver.setCodecPreferences(_preferred(kind, mime))
             _drop_receive_estimator(transceiver.receiver)
             self._senders[kind] = transceiver.sender
@@ -274,7 +274,7 @@ class PublishLeg(_Leg):
     async def sample(self) -> dict[MediaKind, tuple[SendSample, SendSample]]:
         """Per kind: (the sample to compute rates from, a new one), from one ``getStats()``
         of the leg (see :class:`~bot.rtc.stats.RateWindow`)."""
-        report = await self._pc.getStats()
+        report = await self.pc.getStats()
         now = time.monotonic()
         found: dict[str, dict[str, Any]] = {kind: {} for kind in self._senders}
         for stat in report.values():
@@ -297,9 +297,9 @@ class PublishLeg(_Leg):
             out[kind] = (self._samples[kind].add(current), current)
         return out
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Idempotent. Does not stop the source tracks: their owner does."""
-        await self._close_pc()
+        await self.close_pc()
         for gate in self._gates.values():
             gate.stop()
 

@@ -256,7 +256,7 @@ class SubscribeLeg(_Leg):
         for kind in KINDS:
             if kind not in kinds:
                 continue
-            transceiver = self._pc.addTransceiver(kind, direction="recvonly")
+            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             transceiver.setCodecPreferences(_receive_codecs(kind))
             receiving = _Receiving(kind, transceiver.receiver, sink, self._log)
             receiving.install(tap, self.intake)
@@ -299,7 +299,7 @@ class SubscribeLeg(_Leg):
     async def sample(self) -> dict[MediaKind, tuple[ReceiveSample, ReceiveSample]]:
         """Per kind: (the sample to compute rates from, a new one), from one ``getStats()``
         of the leg (see :class:`~bot.rtc.stats.RateWindow`)."""
-        report = await self._pc.getStats()
+        report = await self.pc.getStats()
         now = time.monotonic()
         found: dict[str, dict[str, Any]] = {kind: {} for kind in self._receiving}
         for stat in report.values():
@@ -329,12 +329,12 @@ class SubscribeLeg(_Leg):
             out[kind] = (self._samples[kind].add(current), current)
         return out
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the connection, then the sink (on a worker thread: a recording flushes).
         Idempotent."""
         if self.intake is not None:
             self.intake.uninstall()
-        await self._close_pc()
+        await self.close_pc()
         for receiving in self._receiving.values():
             await receiving.stop()
         if not self._sink_closed:
