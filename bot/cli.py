@@ -24,6 +24,17 @@ if TYPE_CHECKING:
 PROG = "enx-bot"
 
 
+def _port(text: str) -> int:
+    """A TCP port, from ``--port`` or ``$ENX_PORT``."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535; from --port or $ENX_PORT)")
+    return port
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """One line, exit 2 (argparse's default prints the whole usage)."""
@@ -45,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the local room server standalone")
     serve.add_argument("--host", default=os.environ.get("ENX_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("ENX_PORT", "8080") or 8080))
+    # a string default goes through ``type`` at parse time, so a bad $ENX_PORT is an error of
+    # ``serve`` (one line, exit 2), never a crash while the parser is built (``--help`` works)
+    serve.add_argument("--port", type=_port, default=os.environ.get("ENX_PORT") or "8080", help="$ENX_PORT")
     serve.add_argument("--app-id", default=os.environ.get("ENX_APP_ID"), help="default: $ENX_APP_ID")
     serve.add_argument("--app-key", default=os.environ.get("ENX_APP_KEY"), help="default: $ENX_APP_KEY")
     serve.add_argument("--create-room", metavar="NAME", help="create a room at start and log its id")

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -308,3 +309,35 @@ async def peer() -> AsyncIterator[Callable[[], RTCPeerConnection]]:
     finally:
         for pc in peers:
             await pc.close()
+
+
+# --- the suite writes only to temporary folders ------------------------------------------------
+
+_REPO_DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def _data_state() -> dict[str, float]:
+    if not _REPO_DATA.is_dir():
+        return {}
+    return {str(p): p.stat().st_mtime for p in _REPO_DATA.rglob("*") if p.is_file()}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_DATA_KEY] = _data_state()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A server started in the repository without ``--data-dir`` writes ``data/rooms.sqlite3``
+    there: the README's next command then shows the tests' rooms. Fail the run if any did."""
+    before = session.config.stash.get(_DATA_KEY, {})
+    if session.config.option.collectonly or exitstatus != 0:
+        return
+    changed = sorted(p for p, t in _data_state().items() if before.get(p) != t)
+    if changed:
+        session.config.get_terminal_writer().line(
+            f"the tests wrote into the repository: {', '.join(changed)} (give servers --data-dir)", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_DATA_KEY = pytest.StashKey[dict[str, float]]()

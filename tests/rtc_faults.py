@@ -168,12 +168,15 @@ class ServerProcess:
         self.port, self.app_id, self.app_key, self.host, self.wrap = port, app_id, app_key, host, wrap
         self.proc: subprocess.Popen[bytes] | None = None
         self.lines: list[str] = []
+        # its rooms outlive a kill (a restarted server knows them), in a folder of the test's own
+        self.data_dir = tempfile.mkdtemp(prefix="enx-server-")
 
     def start(self, create_room: str | None = "reconnect", extra: tuple[str, ...] = ()) -> str | None:
         """Start and wait until it serves; returns the id of the room it created."""
         argv = [
             *self.wrap, PYTHON, "-m", "bot", "serve", "--host", self.host, "--port", str(self.port),
-            "--app-id", self.app_id, "--app-key", self.app_key, "--log-format", "json", *extra,
+            "--app-id", self.app_id, "--app-key", self.app_key, "--log-format", "json",
+            "--data-dir", self.data_dir, *extra,
         ]  # fmt: skip
         if create_room:
             argv += ["--create-room", create_room]

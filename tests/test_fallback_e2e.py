@@ -164,6 +164,8 @@ def test_real_constrained_link_triggers_fallback_and_recovery(tmp_path: Path) ->
                 APP_ID,
                 "--app-key",
                 APP_KEY,
+                "--data-dir",
+                ":memory:",
                 "--log-format",
                 "json",
             ],

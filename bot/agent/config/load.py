@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from .interpolate import interpolate
 from .model import CHECKS, AgentConfig, BotConfig
 from .schema import build
+from .yaml_guard import DocumentTooLarge, check_document
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -45,7 +46,10 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"config file {label} cannot be read: {reason}") from None
     try:
+        check_document(text)
         raw = yaml.safe_load(text)
+    except DocumentTooLarge as exc:
+        raise ConfigError(f"config file {label} is refused: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -74,6 +75,8 @@ def convert(tp: Any, value: Any, where: str, checks: Checks | None = None) -> An
                 return convert(option, value, where, checks)
             except ConfigError as exc:
                 errors.append(exc)
+        if len(errors) == 1:  # ``X | None``: X's own reason ("a finite number", ...)
+            raise errors[0]
         wanted = " or ".join(_type_name(o) for o in options if o is not type(None))
         raise ConfigError(f"{where} must be {wanted}, not {_describe(value)}")
     if tp is Any:
@@ -92,6 +95,8 @@ def convert(tp: Any, value: Any, where: str, checks: Checks | None = None) -> An
             return value
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):  # YAML's .nan/.inf: no duration, rate or level means that
+                raise ConfigError(f"{where} must be a finite number, not {_describe(value)}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):

@@ -1,0 +1,75 @@
+"""Hostile configs (issue 15, items 1, 2 and 4): refused in one line, exit 2, quickly, by
+``check`` and ``run`` alike, before any other work."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from test_cli_bad_input import assert_one_line, enx, write
+
+from bot.agent.config import parse_config
+from bot.agent.errors import ConfigError
+
+BASE = "token: t\nbots:\n  - name: a\n"
+
+
+def billion_laughs(levels: int = 9) -> str:
+    lines = ['l0: &l0 "lol"']
+    for i in range(1, levels + 1):
+        lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n" + BASE + f"    data: *l{levels}\n"
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path: Path, command: str) -> None:
+    path = write(tmp_path, billion_laughs())
+    started = time.monotonic()
+    proc = enx(command, path, timeout=20)
+    assert_one_line(proc, 2, path, "aliases expand to more than 100,000 values")
+    assert time.monotonic() - started < 15
+
+
+def test_aliases_that_stay_small_are_fine(tmp_path: Path) -> None:
+    media = "{width: 160, height: 96}"
+    text = f"bots:\n  - {{name: a, token: t1, media: &m {media}}}\n  - {{name: b, token: t2, media: *m}}\n"
+    proc = enx("check", write(tmp_path, text))
+    assert proc.returncode == 0, proc.stderr
+    assert "ok (2 bot(s)" in proc.stdout
+
+
+def test_a_self_referencing_alias_is_refused(tmp_path: Path) -> None:
+    assert_one_line(enx("check", write(tmp_path, BASE + "    data: &x [1, *x]\n")), 2, "contains it")
+
+
+@pytest.mark.parametrize("opener,closer", [("[", "]"), ("{a: ", "}")])
+def test_deep_nesting_is_refused_without_a_traceback(tmp_path: Path, opener: str, closer: str) -> None:
+    deep = opener * 10_000 + "1" + closer * 10_000
+    assert_one_line(enx("check", write(tmp_path, BASE + f"    data: {deep}\n")), 2, "nested deeper than 64")
+
+
+@pytest.mark.parametrize("key", ["stay", "join_delay"])
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_float_fields_refuse_nan_and_infinity(tmp_path: Path, key: str, value: str) -> None:
+    err = assert_one_line(enx("check", write(tmp_path, BASE + f"    {key}: {value}\n")), 2, key)
+    assert "finite number" in err
+
+
+def test_every_float_field_is_finite() -> None:
+    with pytest.raises(ConfigError, match=r"bots\[0\]\.stay must be a finite number"):
+        parse_config({"token": "t", "bots": [{"name": "a", "stay": float("nan")}]}, {})
+    cfg = parse_config({"token": "t", "bots": [{"name": "a", "stay": 2.5}]}, {})
+    assert cfg.bots[0].stay == 2.5
+
+
+def test_a_garbage_port_in_the_environment_breaks_no_other_command() -> None:
+    env = {"ENX_PORT": "http"}
+    for args in (["--help"], ["serve", "--help"], ["check", "--help"]):
+        proc = enx(*args, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert_one_line(
+        enx("serve", env={**env, "ENX_APP_ID": "a", "ENX_APP_KEY": "k"}), 2, "'http' is not a TCP port"
+    )
+    assert_one_line(enx("serve", "--port", "70000", env=env), 2, "'70000' is not a TCP port")
