@@ -402,3 +402,46 @@ async def test_a_failing_background_task_is_counted_where_it_ran(room_server: Ro
     assert (
         room_server.registry.get_sample_value("enx_server_failures_total", {"where": "bandwidth_loop"}) == 1
     )
+
+
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"name": "a", "settings": {"quality": NaN}}', "NaN is not a JSON number"),
+        ('{"name": "a", "n": Infinity}', "Infinity is not a JSON number"),
+        ('{"name": "a", "n": 1e999}', "1e999 is out of range"),
+    ],
+)
+async def test_hostile_json_bodies_get_400_not_500(
+    room_server: RoomServer, http: aiohttp.ClientSession, body: str, needle: str
+) -> None:
+    headers = {**AUTH, "Content-Type": "application/json"}
+    async with http.post(f"{room_server.api_url}/rooms", data=body, headers=headers) as r:
+        assert r.status == 400
+        assert needle in (await r.json())["error"]
+
+
+@pytest.mark.parametrize("value", ["NaN", "1e999", "-Infinity"])
+async def test_bandwidth_with_a_non_finite_number_is_400(
+    room_server: RoomServer, http: aiohttp.ClientSession, value: str
+) -> None:
+    room_id = room_server.create_room(name="bw")["room_id"]
+    body = '{"client_ids": ["x"], "bandwidth": ' + value + "}"
+    headers = {**AUTH, "Content-Type": "application/json"}
+    async with http.post(
+        f"{room_server.url}/emulator/rooms/{room_id}/bandwidth", data=body, headers=headers
+    ) as r:
+        assert r.status == 400
+        error = (await r.json())["error"]
+        assert "JSON number" in error or "out of range" in error
+
+
+@pytest.mark.parametrize("path", ["/nope", "/video/v3/rooms", "/favicon.ico"])
+async def test_unknown_routes_answer_json(
+    room_server: RoomServer, http: aiohttp.ClientSession, path: str
+) -> None:
+    async with http.get(f"{room_server.url}{path}") as r:
+        assert r.status == 404
+        assert r.content_type == "application/json"
+        assert (await r.json())["result"] == 404

@@ -20,6 +20,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -76,7 +78,12 @@ def _api(request: web.Request) -> RoomApi:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """HTTP Basic on the protected prefixes; server errors as JSON with their status."""
     if not request.path.startswith(PROTECTED_PREFIXES):
-        return await handler(request)
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:  # an unknown route or method: JSON like every answer
+            if exc.status < 400:
+                raise
+            return error_response(exc.status, exc.reason)
     api = _api(request)
     creds = _credentials(request.headers.get("Authorization"))
     # evaluate both comparisons: no early exit that tells which half was wrong
@@ -97,9 +104,31 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(exc.status, exc.reason)
 
 
+class _NotStrict(ValueError):
+    """Python's json reads NaN, Infinity and 1e999; JSON has no such numbers."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotStrict(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise _NotStrict(f"{text} is out of range")
+    return value
+
+
 async def body_of(request: web.Request) -> dict[str, Any]:
+    """The JSON object of a request: strict JSON (no NaN or Infinity, no number that overflows
+    to infinity), nested no deeper than Python parses, else 400 with the reason."""
     try:
-        body = await request.json()
+        text = await request.text()
+        body = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise BadRequest("body is nested too deeply") from None
+    except _NotStrict as exc:
+        raise BadRequest(f"body: {exc}") from None
     except (ValueError, LookupError):  # bad JSON, bad bytes for the charset, bad charset
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(body, dict):
