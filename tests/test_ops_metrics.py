@@ -159,11 +159,14 @@ def test_readiness_from_states() -> None:
 def test_metrics_address_from_config_or_env() -> None:
     assert metrics_address(env={}) is None
     assert metrics_address(env={"ENX_METRICS_PORT": ""}) is None
-    assert metrics_address(env={"ENX_METRICS_PORT": "9102"}) == MetricsAddress("0.0.0.0", 9102)
+    assert metrics_address(env={"ENX_METRICS_PORT": "9102"}) == MetricsAddress("127.0.0.1", 9102)
+    assert metrics_address(env={"ENX_METRICS_PORT": "9102", "ENX_METRICS_HOST": "0.0.0.0"}) == MetricsAddress(
+        "0.0.0.0", 9102
+    )
     assert metrics_address(env={"ENX_METRICS_PORT": "0", "ENX_METRICS_HOST": "127.0.0.1"}) == MetricsAddress(
         "127.0.0.1", 0
     )
-    assert metrics_address(9200, env={"ENX_METRICS_PORT": "9102"}) == MetricsAddress("0.0.0.0", 9200)
+    assert metrics_address(9200, env={"ENX_METRICS_PORT": "9102"}) == MetricsAddress("127.0.0.1", 9200)
     with pytest.raises(ValueError, match="ENX_METRICS_PORT='nine' is not a TCP port"):
         metrics_address(env={"ENX_METRICS_PORT": "nine"})
     with pytest.raises(ValueError, match="70000"):

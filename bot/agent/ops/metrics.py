@@ -182,14 +182,19 @@ class MetricsAddress:
     port: int
 
 
+DEFAULT_METRICS_HOST = "127.0.0.1"
+"""Outside a container the metrics stay on loopback; the Dockerfile sets ENX_METRICS_HOST=0.0.0.0."""
+
+
 def metrics_address(
     port: int | None = None, host: str | None = None, env: Mapping[str, str] | None = None
 ) -> MetricsAddress | None:
     """Where to serve ``/metrics``, ``/healthz`` and ``/readyz``, or None (off).
 
     The config's values win; otherwise ``ENX_METRICS_PORT`` (unset or empty: off; ``0``: a
-    free port) and ``ENX_METRICS_HOST`` (default ``0.0.0.0``, so probes and scrapers reach
-    it in a container). ValueError names a bad value."""
+    free port) and ``ENX_METRICS_HOST`` (default ``127.0.0.1``: nothing is exposed beyond this
+    machine unless asked; the image sets ``0.0.0.0`` so probes and scrapers reach a container).
+    ValueError names a bad value."""
     env = os.environ if env is None else env
     if port is None:
         raw = env.get("ENX_METRICS_PORT", "").strip()
@@ -201,5 +206,5 @@ def metrics_address(
             raise ValueError(f"ENX_METRICS_PORT={raw!r} is not a TCP port number (0-65535)") from None
     if not 0 <= port <= 65535:
         raise ValueError(f"metrics port {port} is not a TCP port (0-65535)")
-    host = host or env.get("ENX_METRICS_HOST", "").strip() or "0.0.0.0"
+    host = host or env.get("ENX_METRICS_HOST", "").strip() or DEFAULT_METRICS_HOST
     return MetricsAddress(host, port)

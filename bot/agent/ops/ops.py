@@ -11,7 +11,7 @@ Environment (the container's contract; a config value passed in wins):
 
 =====================  ============================================================
 ``ENX_METRICS_PORT``   serve ``/metrics``, ``/healthz``, ``/readyz`` here (unset: off)
-``ENX_METRICS_HOST``   address to bind (default ``0.0.0.0``)
+``ENX_METRICS_HOST``   address to bind (default ``127.0.0.1``; the image sets ``0.0.0.0``)
 ``ENX_REPORT_DIR``     write ``report.json`` and ``report.html`` here at the end (unset: none)
 ``ENX_PROGRESS``       ``auto`` (a status line when stderr is a terminal), ``on``, ``off``
 ``ENX_SHARD_INDEX``    recorded in the report (and names it ``report-<index>``)
