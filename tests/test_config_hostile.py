@@ -73,3 +73,26 @@ def test_a_garbage_port_in_the_environment_breaks_no_other_command() -> None:
         enx("serve", env={**env, "ENX_APP_ID": "a", "ENX_APP_KEY": "k"}), 2, "'http' is not a TCP port"
     )
     assert_one_line(enx("serve", "--port", "70000", env=env), 2, "'70000' is not a TCP port")
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_billion_bots_is_refused_at_once(tmp_path: Path, command: str) -> None:
+    text = "app_id: a\napp_key: k\nroom_id: r\nbots:\n  - {name: 'b-{i}', count: 1000000000}\n"
+    started = time.monotonic()
+    assert_one_line(enx(command, write(tmp_path, text), timeout=20), 2, "1,000,000,000", "20,000")
+    assert time.monotonic() - started < 15
+
+
+def test_the_bounds_on_bots_and_rooms() -> None:
+    def cfg(count: int, rooms: int | None = None) -> dict[str, object]:
+        extra = {"rooms": rooms} if rooms is not None else {"room_id": "r"}
+        return {"app_id": "a", "app_key": "k", **extra, "bots": [{"name": "b-{i}", "count": count}]}
+
+    assert len(parse_config(cfg(20_000), {}).bots) == 20_000
+    with pytest.raises(ConfigError, match="20,001"):
+        parse_config(
+            cfg(10_000) | {"bots": [{"name": "a-{i}", "count": 10_000}, {"name": "c-{i}", "count": 10_001}]},
+            {},
+        )
+    with pytest.raises(ConfigError, match="more than the 2,000 one config may create"):
+        parse_config(cfg(10, rooms=2_001), {})

@@ -20,6 +20,10 @@ from .model import CHECKS, AgentConfig, BotConfig
 from .schema import build
 from .yaml_guard import DocumentTooLarge, check_document
 
+MAX_BOTS = 20_000
+"""Bots one config may stand for, every shard together: ~250 shared-media bots fit on a core
+(BENCHMARKS.md), so 20,000 is already dozens of machines; more is a typo or a mistake."""
+
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
@@ -77,6 +81,12 @@ def parse_config(raw: dict[str, Any], env: Mapping[str, str], label: str = "conf
         if not isinstance(bot, dict):
             raise ConfigError(f"{label}: bots[{i}] must be a mapping")
         entries.append(_merge(defaults, bot))
+    total = sum(c for e in entries if isinstance(c := e.get("count", 1), int) and not isinstance(c, bool))
+    if total > MAX_BOTS:  # before any bot is built: a billion is refused at once, not after minutes
+        raise ConfigError(
+            f"{label}: the bots' counts add up to {total:,}, over the {MAX_BOTS:,} one config may run: "
+            "split the load into several configs (or shards of one with fewer bots)"
+        )
     ramp = data.get("ramp")
     if isinstance(ramp, int | float) and not isinstance(ramp, bool):
         ramp = {"rate": ramp}

@@ -28,6 +28,11 @@ from ..rules.ramp import Backoff, RampSchedule, Stage, parse_duration
 DEFAULT_API_URL = "https://api.enablex.io/video/v2"
 
 
+MAX_ROOMS = 2_000
+"""Rooms one config may create (``rooms: N``): a room holds at least one bot, and one config at
+most ``MAX_BOTS`` (load.py) of them, in rooms of ten or more in practice."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class MediaConfig:
     """What the bot publishes: a numpy-drawn pattern and tone, or a file PyAV can open."""
@@ -255,6 +260,8 @@ class AgentConfig:
             raise ValueError(f"bots_per_room must be 1 or more, not {self.bots_per_room}")
         if isinstance(self.rooms, int) and self.rooms < 1:
             raise ValueError(f"rooms must be 1 or more (or a list of room ids), not {self.rooms}")
+        if isinstance(self.rooms, int) and self.rooms > MAX_ROOMS:
+            raise ValueError(f"rooms: {self.rooms:,} is more than the {MAX_ROOMS:,} one config may create")
         if isinstance(self.rooms, tuple | list) and not self.rooms:
             raise ValueError("rooms is an empty list: give room ids, or a number of rooms to create")
 
