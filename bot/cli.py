@@ -135,16 +135,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_CONFIG
 
 
-def _load(path: str) -> AgentConfig:
-    from bot.agent import check_media, load_config
+def _load(path: str, *, decode_tokens: bool = False) -> AgentConfig:
+    from bot.agent import check_media, check_tokens, load_config
 
     cfg = load_config(path)
+    check_tokens(cfg, decode=decode_tokens)
     check_media(cfg)
     return cfg
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
+    cfg = _load(args.config, decode_tokens=True)
     print(f"{args.config}: ok ({len(cfg.bots)} bot(s), {cfg.mode} mode)")
     return EXIT_OK
 

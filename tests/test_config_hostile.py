@@ -11,8 +11,20 @@ from test_cli_bad_input import assert_one_line, enx, write
 
 from bot.agent.config import parse_config
 from bot.agent.errors import ConfigError
+from bot.proto import mint_token
 
 BASE = "token: t\nbots:\n  - name: a\n"
+
+
+def token_for(room_id: str, name: str = "n", *, age_s: float = 0) -> str:
+    return mint_token(
+        app_key="k" * 32,
+        host="127.0.0.1:1",
+        room_id=room_id,
+        name=name,
+        role="participant",
+        now=time.time() - age_s,
+    )
 
 
 def billion_laughs(levels: int = 9) -> str:
@@ -33,7 +45,10 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path: Path, command: str
 
 def test_aliases_that_stay_small_are_fine(tmp_path: Path) -> None:
     media = "{width: 160, height: 96}"
-    text = f"bots:\n  - {{name: a, token: t1, media: &m {media}}}\n  - {{name: b, token: t2, media: *m}}\n"
+    t1, t2 = (token_for("r", name) for name in ("a", "b"))
+    text = (
+        f"bots:\n  - {{name: a, token: {t1}, media: &m {media}}}\n  - {{name: b, token: {t2}, media: *m}}\n"
+    )
     proc = enx("check", write(tmp_path, text))
     assert proc.returncode == 0, proc.stderr
     assert "ok (2 bot(s)" in proc.stdout
@@ -96,3 +111,26 @@ def test_the_bounds_on_bots_and_rooms() -> None:
         )
     with pytest.raises(ConfigError, match="more than the 2,000 one config may create"):
         parse_config(cfg(10, rooms=2_001), {})
+
+
+@pytest.mark.parametrize(
+    ("token", "needle"),
+    [("x", "not base64"), ("dDE=", "does not decode to JSON"), (token_for("r", age_s=3600), "expired")],
+)
+def test_check_reads_the_token_without_the_network(token: str, needle: str) -> None:
+    proc = enx("check", "configs/bot.yaml", env={"ENX_TOKEN": token})
+    err = assert_one_line(proc, 2, "configs/bot.yaml", needle)
+    assert len(token) < 8 or token not in err
+
+
+def test_check_accepts_a_good_token() -> None:
+    proc = enx("check", "configs/bot.yaml", env={"ENX_TOKEN": token_for("r")})
+    assert proc.returncode == 0, proc.stderr
+    assert "ok (1 bot(s), token mode)" in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_token_for_another_room_than_room_id_is_refused(command: str) -> None:
+    env = {"ENX_TOKEN": token_for("room-a"), "ENX_ROOM_ID": "room-b"}
+    err = assert_one_line(enx(command, "configs/bot.yaml", env=env), 2, "room-a", "room_id is room-b")
+    assert env["ENX_TOKEN"] not in err

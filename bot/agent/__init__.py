@@ -6,6 +6,7 @@ This is the package's face: ``bot.cli`` (and anyone embedding the agent) imports
 from .bot import Bot, BotResult, RestTokens, TokenSourceError
 from .config import AgentConfig, BotConfig, load_config
 from .config.media_check import check_media
+from .config.token_check import check_tokens
 from .errors import (
     EXIT_CONFIG,
     EXIT_JOIN_FAILED,
@@ -39,6 +40,7 @@ __all__ = [
     "SwarmPlan",
     "TokenSourceError",
     "check_media",
+    "check_tokens",
     "configure_logging",
     "die_with_parent",
     "load_config",
