@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -134,3 +135,14 @@ def test_a_token_for_another_room_than_room_id_is_refused(command: str) -> None:
     env = {"ENX_TOKEN": token_for("room-a"), "ENX_ROOM_ID": "room-b"}
     err = assert_one_line(enx(command, "configs/bot.yaml", env=env), 2, "room-a", "room_id is room-b")
     assert env["ENX_TOKEN"] not in err
+
+
+def test_a_taken_metrics_port_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"ENX_TOKEN": token_for("r"), "ENX_METRICS_PORT": str(port), "ENX_METRICS_HOST": "127.0.0.1"}
+        proc = enx("run", "configs/bot.yaml", env=env)
+    assert_one_line(proc, 2, "cannot serve metrics", "choose another metrics_port")
+    assert "RuntimeWarning" not in proc.stderr

@@ -21,6 +21,7 @@ Environment (the container's contract; a config value passed in wins):
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
@@ -201,7 +202,12 @@ class Ops:
     async def run(self, work: Awaitable[T]) -> T:
         """Start, await ``work`` (the agent's run), then :meth:`aclose` whatever happened
         (``ended_by``: the noted signal, ``cancelled``, ``error`` or ``completed``)."""
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:  # e.g. the metrics port is taken: the work never runs
+            if inspect.iscoroutine(work):
+                work.close()  # no "coroutine was never awaited" after the one error line
+            raise
         try:
             result = await work
         except BaseException as exc:
