@@ -445,3 +445,32 @@ async def test_unknown_routes_answer_json(
         assert r.status == 404
         assert r.content_type == "application/json"
         assert (await r.json())["result"] == 404
+
+
+@pytest.mark.parametrize(
+    "settings,needle",
+    [
+        ({"max_active_talkers": -5}, "settings.max_active_talkers' must be a whole number from 1 to 12"),
+        ({"duration": 10**30}, "settings.duration' must be a whole number from 1 to 1440"),
+        ({"participants": "-3"}, "settings.participants' must be a whole number from 1 to 20000"),
+        ({"moderators": 10_000}, "settings.moderators' must be a whole number from 0 to 100"),
+    ],
+)
+async def test_absurd_room_settings_are_refused(
+    room_server: RoomServer, http: aiohttp.ClientSession, settings: dict[str, Any], needle: str
+) -> None:
+    body = {"name": "r", "settings": settings}
+    async with http.post(f"{room_server.api_url}/rooms", json=body, headers=AUTH) as r:
+        assert r.status == 400
+        assert needle in (await r.json())["error"]
+    async with http.get(f"{room_server.api_url}/rooms", headers=AUTH) as r:
+        assert all(room["name"] != "r" for room in (await r.json())["rooms"])  # nothing stored
+
+
+async def test_sensible_room_settings_are_kept(room_server: RoomServer, http: aiohttp.ClientSession) -> None:
+    settings = {"max_active_talkers": 12, "duration": 1440, "participants": "50", "moderators": 2}
+    async with http.post(
+        f"{room_server.api_url}/rooms", json={"name": "ok", "settings": settings}, headers=AUTH
+    ) as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["room"]["settings"] | settings == (await r.json())["room"]["settings"]

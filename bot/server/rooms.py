@@ -56,6 +56,15 @@ SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "media_configuration": (str,),
 }
 MODES = ("group", "lecture")
+SETTING_RANGES: dict[str, tuple[int, int]] = {
+    "duration": (1, 1440),
+    "max_active_talkers": (1, 12),
+    "participants": (1, 20_000),
+    "moderators": (0, 100),
+}
+"""Inclusive bounds of the numeric settings: minutes (a day at most), EnableX's 12 active
+talkers, and head counts (a room may hold every bot of one config); ``participants`` and
+``moderators`` may be digit strings, as EnableX sends them."""
 
 
 def permissions_for(role: str) -> Json:
@@ -83,6 +92,17 @@ def normalise_settings(settings: object, max_talkers: int) -> Json:
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
             names = " or ".join(t.__name__ for t in types)
             raise BadRequest(f"field 'settings.{key}' must be {names}")
+    for key, (low, high) in SETTING_RANGES.items():
+        if key not in settings:
+            continue
+        value = settings[key]
+        number = (
+            int(value) if isinstance(value, int) or (isinstance(value, str) and value.isdigit()) else None
+        )
+        if number is None or not low <= number <= high:
+            raise BadRequest(
+                f"field 'settings.{key}' must be a whole number from {low} to {high}, not {value!r}"
+            )
     if settings.get("quality", "SD") not in QUALITIES:
         raise BadRequest(f"field 'settings.quality' must be one of {', '.join(QUALITIES)}")
     if settings.get("mode", "group") not in MODES:
