@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import socket
 import time
+import wave
 from pathlib import Path
 
 import pytest
 from test_cli_bad_input import assert_one_line, enx, write
+from test_media import write_test_file
 
 from bot.agent.config import parse_config
 from bot.agent.errors import ConfigError
@@ -146,3 +148,31 @@ def test_a_taken_metrics_port_is_one_line_and_exit_2() -> None:
         proc = enx("run", "configs/bot.yaml", env=env)
     assert_one_line(proc, 2, "cannot serve metrics", "choose another metrics_port")
     assert "RuntimeWarning" not in proc.stderr
+
+
+def _pcm_wav(path: Path) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(b"\0\0" * 48000)
+    return path
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_file_run_cannot_send_is_a_config_error_for_check_and_run(tmp_path: Path, command: str) -> None:
+    wav = _pcm_wav(tmp_path / "pcm.wav")
+    text = f"server: embedded\nbots:\n  - name: a\n    local_info: {{video: false}}\n    media: {{kind: file, file: {wav}}}\n"
+    assert_one_line(enx(command, write(tmp_path, text)), 2, "bots[0].media.file", "re-encoding")
+
+
+def test_a_file_without_the_video_the_bot_publishes_is_refused(tmp_path: Path) -> None:
+    ogg = write_test_file(tmp_path / "audio.ogg", video=False)
+    media = f"media: {{kind: file, file: {ogg}}}"
+    for shared in ("true", "false"):
+        text = f"server: embedded\nshared_media: {shared}\nbots:\n  - name: a\n    {media}\n"
+        err = assert_one_line(enx("check", write(tmp_path, text)), 2, "has no video stream")
+        assert "set local_info.video: false" in err
+        ok = f"server: embedded\nshared_media: {shared}\nbots:\n  - name: a\n    local_info: {{video: false}}\n    {media}\n"
+        proc = enx("check", write(tmp_path, ok))
+        assert proc.returncode == 0, proc.stderr

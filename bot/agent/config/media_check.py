@@ -1,41 +1,56 @@
-"""Check media files before any bot joins, so a typo is exit 2 and not a half-started swarm."""
+"""Check media files before any bot joins, so a typo is exit 2 and not a half-started swarm.
+
+A file is opened the way ``run`` will open it: through the shared, pre-encoded path
+(:class:`bot.media.EncodedFileSource`, which refuses what cannot be sent without re-encoding)
+when the bot shares media, else through the decoding :class:`bot.media.FileSource`. A bot that
+publishes a kind its file does not have is refused: it would publish a stream with nothing in it.
+"""
 
 from __future__ import annotations
 
-from bot.media import FileSource, MediaError, SyntheticVideoTrack
+from bot.media import EncodedFileSource, FileSource, MediaError, SyntheticVideoTrack
 
 from ..errors import ConfigError
 from .model import AgentConfig
 
 
+def _kinds(path: str, loop: bool, shared: bool) -> tuple[bool, bool]:
+    """(has audio, has video), or MediaError as ``run`` would raise it."""
+    if shared:
+        encoded = EncodedFileSource(path, loop=loop)  # reads the file; starts nothing
+        return encoded.has_audio, encoded.has_video
+    source = FileSource(path, loop=loop)
+    try:
+        return source.has_audio, source.has_video
+    finally:
+        source.close()
+
+
 def check_media(cfg: AgentConfig) -> None:
-    seen: set[object] = set()
+    synthetic: set[tuple[int, int, float]] = set()
+    files: dict[tuple[str, bool, bool], tuple[bool, bool]] = {}
     for i, bot in enumerate(cfg.bots):
         m = bot.media
-        if m.kind == "synthetic" and bot.local_info.video and (m.width, m.height, m.fps) not in seen:
-            seen.add((m.width, m.height, m.fps))
+        li = bot.join_local_info()  # what it will publish: none for a viewer, no video audio-only
+        if m.kind == "synthetic" and li.video and (m.width, m.height, m.fps) not in synthetic:
+            synthetic.add((m.width, m.height, m.fps))
             try:
                 SyntheticVideoTrack(m.width, m.height, m.fps).stop()
             except MediaError as exc:
                 raise ConfigError(f"{cfg.path}: bots[{i}].media: {exc}") from None
-        if m.kind != "file" or not m.file or m.file in seen:
+        if m.kind != "file" or not m.file or not (li.audio or li.video):
             continue
-        seen.add(m.file)
-        try:
-            source = FileSource(m.file, loop=m.loop)
-        except MediaError as exc:
-            raise ConfigError(f"{cfg.path}: bots[{i}].media.file: {exc}") from None
-        try:
-            li = bot.local_info
-            if li.video and not li.audio and not source.has_video:
+        shared = cfg.shared_media if m.shared is None else m.shared
+        key = (m.file, m.loop, shared)
+        if key not in files:
+            try:
+                files[key] = _kinds(m.file, m.loop, shared)
+            except MediaError as exc:
+                raise ConfigError(f"{cfg.path}: bots[{i}].media.file: {exc}") from None
+        has = dict(zip(("audio", "video"), files[key], strict=True))
+        for kind, asked in (("audio", li.audio), ("video", li.video)):
+            if asked and not has[kind]:
                 raise ConfigError(
-                    f"{cfg.path}: bots[{i}].media.file {m.file!r} has no video stream, "
-                    "and the bot publishes video only: set local_info.audio: true or use another file"
+                    f"{cfg.path}: bots[{i}].media.file {m.file!r} has no {kind} stream, and the bot "
+                    f"publishes {kind}: set local_info.{kind}: false or use a file with {kind}"
                 )
-            if li.audio and not li.video and not source.has_audio:
-                raise ConfigError(
-                    f"{cfg.path}: bots[{i}].media.file {m.file!r} has no audio stream, "
-                    "and the bot publishes audio only: set local_info.video: true or use another file"
-                )
-        finally:
-            source.close()
