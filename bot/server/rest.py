@@ -76,24 +76,19 @@ def _api(request: web.Request) -> RoomApi:
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """HTTP Basic on the protected prefixes; server errors as JSON with their status."""
-    if not request.path.startswith(PROTECTED_PREFIXES):
-        try:
-            return await handler(request)
-        except web.HTTPException as exc:  # an unknown route or method: JSON like every answer
-            if exc.status < 400:
-                raise
-            return error_response(exc.status, exc.reason)
-    api = _api(request)
-    creds = _credentials(request.headers.get("Authorization"))
-    # evaluate both comparisons: no early exit that tells which half was wrong
-    ok = creds is not None and (_same(creds[0], api.app_id) & _same(creds[1], api.app_key))
-    if not ok:
-        log.info("rest_unauthorized", path=request.path, remote=request.remote)
-        return error_response(
-            401, "authentication required: HTTP Basic APP_ID:APP_KEY", {"WWW-Authenticate": REALM}
-        )
+    """HTTP Basic on the protected prefixes; every error as JSON with its status (an unknown
+    route or method included)."""
     try:
+        if request.path.startswith(PROTECTED_PREFIXES):
+            api = _api(request)
+            creds = _credentials(request.headers.get("Authorization"))
+            # evaluate both comparisons: no early exit that tells which half was wrong
+            ok = creds is not None and (_same(creds[0], api.app_id) & _same(creds[1], api.app_key))
+            if not ok:
+                log.info("rest_unauthorized", path=request.path, remote=request.remote)
+                return error_response(
+                    401, "authentication required: HTTP Basic APP_ID:APP_KEY", {"WWW-Authenticate": REALM}
+                )
         return await handler(request)
     except ServerError as exc:
         status = 404 if isinstance(exc, RoomNotFound | ClientNotFound) else 400

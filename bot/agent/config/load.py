@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from .interpolate import interpolate
 from .model import CHECKS, AgentConfig, BotConfig
 from .schema import build
-from .yaml_guard import DocumentTooLarge, check_document
+from .yaml_guard import DocumentTooLarge, load_document
 
 MAX_BOTS = 20_000
 """Bots one config may stand for, every shard together: ~250 shared-media bots fit on a core
@@ -50,8 +50,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"config file {label} cannot be read: {reason}") from None
     try:
-        check_document(text)
-        raw = yaml.safe_load(text)
+        raw = load_document(text)
     except DocumentTooLarge as exc:
         raise ConfigError(f"config file {label} is refused: {exc}") from None
     except yaml.YAMLError as exc:

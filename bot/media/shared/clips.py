@@ -353,7 +353,28 @@ def _check_decodes(where: str, stream: av.stream.Stream, clip: Clip) -> None:
         )
 
 
+_LOADED: dict[tuple[str, int, int], tuple[Clip | None, Clip | None]] = {}
+_LOADED_MAX = 8
+
+
 def load_clips(path: str) -> tuple[Clip | None, Clip | None]:
+    """:func:`read_clips`, once per file version and process: ``check`` before ``run`` and every
+    shared source of one file get the same (immutable) clips instead of demuxing it again."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return read_clips(path)  # says what is wrong with the path
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    clips = _LOADED.get(key)
+    if clips is None:
+        clips = read_clips(path)
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = clips
+    return clips
+
+
+def read_clips(path: str) -> tuple[Clip | None, Clip | None]:
     """Read the first audio and video stream of ``path`` into memory: ``(audio, video)``.
 
     Raises :class:`MediaSourceError` for a missing or unreadable file, a file FFmpeg cannot open, no
