@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, NoReturn
 import structlog
 
 from bot.agent import EXIT_CONFIG, EXIT_OK, AgentError, ConfigError
+from bot.proto import MIN_APP_KEY_BYTES
 
 if TYPE_CHECKING:
     from bot.agent import AgentConfig
 
 PROG = "enx-bot"
+ENABLEX_API_URL = "https://api.enablex.io/video/v2"
 
 
 def _port(text: str) -> int:
@@ -55,12 +57,22 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config")
 
     serve = sub.add_parser("serve", help="run the local room server standalone")
-    serve.add_argument("--host", default=os.environ.get("ENX_HOST", "127.0.0.1"))
+    serve.add_argument(
+        "--host", default=os.environ.get("ENX_HOST", "127.0.0.1"), help="default: $ENX_HOST or 127.0.0.1"
+    )
     # a string default goes through ``type`` at parse time, so a bad $ENX_PORT is an error of
     # ``serve`` (one line, exit 2), never a crash while the parser is built (``--help`` works)
-    serve.add_argument("--port", type=_port, default=os.environ.get("ENX_PORT") or "8080", help="$ENX_PORT")
-    serve.add_argument("--app-id", default=os.environ.get("ENX_APP_ID"), help="default: $ENX_APP_ID")
-    serve.add_argument("--app-key", default=os.environ.get("ENX_APP_KEY"), help="default: $ENX_APP_KEY")
+    serve.add_argument(
+        "--port", type=_port, default=os.environ.get("ENX_PORT") or "8080", help="default: $ENX_PORT or 8080"
+    )
+    serve.add_argument(
+        "--app-id", default=os.environ.get("ENX_APP_ID"), help="Basic auth user (default: $ENX_APP_ID)"
+    )
+    serve.add_argument(
+        "--app-key",
+        default=os.environ.get("ENX_APP_KEY"),
+        help=f"Basic auth password and token signing key, {MIN_APP_KEY_BYTES}+ bytes (default: $ENX_APP_KEY)",
+    )
     serve.add_argument("--create-room", metavar="NAME", help="create a room at start and log its id")
     serve.add_argument(
         "--data-dir",
@@ -69,13 +81,19 @@ def _parser() -> argparse.ArgumentParser:
         help="keep rooms and used tokens in DIR/rooms.sqlite3 across restarts; ':memory:' keeps "
         "nothing (default: $ENX_DATA_DIR or ./data)",
     )
-    serve.add_argument("--stun", metavar="URL", default=os.environ.get("ENX_STUN_URL"), help="$ENX_STUN_URL")
-    serve.add_argument("--turn", metavar="URL", default=os.environ.get("ENX_TURN_URL"), help="$ENX_TURN_URL")
     serve.add_argument(
-        "--turn-username", default=os.environ.get("ENX_TURN_USERNAME"), help="$ENX_TURN_USERNAME"
+        "--stun", metavar="URL", default=os.environ.get("ENX_STUN_URL"), help="default: $ENX_STUN_URL"
     )
     serve.add_argument(
-        "--turn-credential", default=os.environ.get("ENX_TURN_CREDENTIAL"), help="$ENX_TURN_CREDENTIAL"
+        "--turn", metavar="URL", default=os.environ.get("ENX_TURN_URL"), help="default: $ENX_TURN_URL"
+    )
+    serve.add_argument(
+        "--turn-username", default=os.environ.get("ENX_TURN_USERNAME"), help="default: $ENX_TURN_USERNAME"
+    )
+    serve.add_argument(
+        "--turn-credential",
+        default=os.environ.get("ENX_TURN_CREDENTIAL"),
+        help="default: $ENX_TURN_CREDENTIAL (never logged)",
     )
     serve.add_argument(
         "--reconnect-grace",
@@ -103,12 +121,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
     tok = sub.add_parser("token", help="mint a token through the REST API and print it")
-    tok.add_argument("--api-url", default=os.environ.get("ENX_API_URL") or "https://api.enablex.io/video/v2")
-    tok.add_argument("--app-id", default=os.environ.get("ENX_APP_ID"))
-    tok.add_argument("--app-key", default=os.environ.get("ENX_APP_KEY"))
-    tok.add_argument("--room-id", default=os.environ.get("ENX_ROOM_ID"))
-    tok.add_argument("--name", default=os.environ.get("ENX_NAME") or "enx-bot")
-    tok.add_argument("--role", choices=["moderator", "participant", "viewer"], default="participant")
+    tok.add_argument(
+        "--api-url",
+        default=os.environ.get("ENX_API_URL") or ENABLEX_API_URL,
+        help=f"the REST API (default: $ENX_API_URL or {ENABLEX_API_URL})",
+    )
+    tok.add_argument("--app-id", default=os.environ.get("ENX_APP_ID"), help="default: $ENX_APP_ID")
+    tok.add_argument("--app-key", default=os.environ.get("ENX_APP_KEY"), help="default: $ENX_APP_KEY")
+    tok.add_argument("--room-id", default=os.environ.get("ENX_ROOM_ID"), help="default: $ENX_ROOM_ID")
+    tok.add_argument(
+        "--name", default=os.environ.get("ENX_NAME") or "enx-bot", help="default: $ENX_NAME or enx-bot"
+    )
+    tok.add_argument(
+        "--role",
+        choices=["moderator", "participant", "viewer"],
+        default="participant",
+        help="default: participant",
+    )
     return p
 
 
@@ -300,6 +329,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if not args.app_id or not args.app_key:
         raise ConfigError("no app id/key: set ENX_APP_ID and ENX_APP_KEY, or pass --app-id and --app-key")
+    if (size := len(args.app_key.encode())) < MIN_APP_KEY_BYTES:
+        raise ConfigError(
+            f"the app key (--app-key or ENX_APP_KEY) is {size} bytes; the server signs tokens with it "
+            f"(HS256) and needs at least {MIN_APP_KEY_BYTES}: e.g. "
+            "ENX_APP_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+        )
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not a TCP port (0-65535)")
     options = _serve_options(args)

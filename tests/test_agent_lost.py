@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-APP_ID, APP_KEY = "lost-app", "lost-key-0123456789abcdef"
+APP_ID, APP_KEY = "lost-app", "lost-key-0123456789abcdef-0123456789"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{APP_ID}:{APP_KEY}".encode()).decode()}
 
 

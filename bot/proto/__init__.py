@@ -60,6 +60,7 @@ from .session import (
     Trigger,
 )
 from .token import (
+    MIN_APP_KEY_BYTES,
     QUALITIES,
     ROLES,
     TOKEN_LIFETIME_S,
@@ -75,6 +76,7 @@ __all__ = [
     "CLIENT",
     "CLIENT_EVENTS",
     "IN_ROOM",
+    "MIN_APP_KEY_BYTES",
     "MUTE_EVENTS",
     "PARTICIPANT",
     "QUALITIES",

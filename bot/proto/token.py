@@ -20,6 +20,8 @@ import jwt
 from .errors import ErrorCode, TokenError
 
 TOKEN_LIFETIME_S = 15 * 60
+# HS256 wants a key as long as its hash (RFC 7518 3.2): PyJWT warns below it, ``serve`` refuses.
+MIN_APP_KEY_BYTES = 32
 _B64 = re.compile(r"[A-Za-z0-9+/_-]+=*")
 QUALITIES = ("HD", "SD", "LD")
 ROLES = ("moderator", "participant", "viewer", "audience")

@@ -175,7 +175,7 @@ class Dispatcher:
         self._ctx.log.warning("unexpected_room_connected")
 
     async def _unknown(self, item: UnknownEvent) -> None:
-        self._ctx.log.debug("unknown_event", event=item.name)
+        self._ctx.log.debug("unknown_event", event_name=item.name)
 
 
 def _mute_callback(event: UserMuteChanged) -> CallbackName:

@@ -98,7 +98,8 @@ class Lifecycle:
         if ctx.phase.phase in LEFT:
             return  # disconnect() interrupted the join; it does the cleaning
         if err is not None:
-            ctx.log.warning("join_failed", code=err.code, msg=err.msg)
+            # the owner hears it as on_room_error (the agent's room_error line): DEBUG here
+            ctx.log.debug("join_refused", code=err.code, msg=err.msg)
             await self._ctx.fire("on_room_error", err.to_payload())
             if ctx.phase.phase in LEFT:
                 return  # the callback disconnected, and cleaned

@@ -9,6 +9,7 @@ room's dispatcher queue). Socket.IO's own reconnection is off: the SDK rejoins i
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,13 @@ CLOSE_TIMEOUT_S = 1.0
 """A socket on a dead network never answers the WebSocket close: stop waiting after this."""
 
 _log = structlog.get_logger(__name__)
+
+# Loggers of our own for python-socketio/engineio: given True/False they attach a stderr handler
+# of their own. Under ``bot`` (NullHandler: silent in a library) and at ERROR, as theirs would be:
+# their WARNINGs are chatter about a normal close ("Server sent close packet ..., aborting").
+WIRE_LOGGERS = (logging.getLogger("bot.rtc.wire.socketio"), logging.getLogger("bot.rtc.wire.engineio"))
+for _logger in WIRE_LOGGERS:
+    _logger.setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +108,8 @@ class Signalling:
             handle_sigint=False,
             http_session=self._http,
             request_timeout=within,
+            logger=WIRE_LOGGERS[0],
+            engineio_logger=WIRE_LOGGERS[1],
         )
         sio.on("*", self._on_event)
         sio.on("disconnect", self._on_disconnect)
@@ -187,7 +197,7 @@ class Signalling:
         try:
             event = decode_server(name, args)
         except ProtocolError as exc:
-            self._log.warning("malformed_event", event=name, error=str(exc))
+            self._log.warning("malformed_event", event_name=name, error=str(exc))
             return
         self._sink(event)
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -110,8 +111,10 @@ class Signalling:
             ping_timeout=PING_TIMEOUT_S,
             cors_allowed_origins="*",
             async_handlers=False,
-            logger=False,
-            engineio_logger=False,
+            # Our own loggers: given True/False, python-socketio and python-engineio attach a
+            # StreamHandler of their own that prints tracebacks for a client's garbage to stderr.
+            logger=logging.getLogger("socketio.server"),
+            engineio_logger=logging.getLogger("engineio.server"),
         )
         self.handshake_timeout_s = HANDSHAKE_TIMEOUT_S
         self.stats = SignallingStats()

@@ -100,6 +100,7 @@ class Receiver:
                 rotate_s=self.cfg.rotate_seconds,
                 kinds=kinds or ("audio", "video"),  # type: ignore[arg-type]
                 request_keyframe=info.get("request_keyframe"),
+                log=log,
             )
             log.info("recording_started", directory=str(self.cfg.record_dir), kinds=list(kinds))
         else:

@@ -147,7 +147,7 @@ class Bot:
             return BotResult(cfg.name, Outcome.JOIN_FAILED, str(exc))
         except Exception as exc:  # a bug, not the room: report with the traceback, never crash the others
             reason = str(exc) or type(exc).__name__
-            self.log.error("room_error", error=reason, exc_info=True)
+            self.log.error("bot_failed", where="join", error=reason, exc_info=True)
             self.events.failure("bot_task")
             return BotResult(cfg.name, Outcome.JOIN_FAILED, reason)
         finally:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bot.proto import redact
+from bot.proto import ErrorCode, redact
 
 from ..errors import JoinError
 
@@ -23,11 +23,15 @@ class TokenSource(Protocol):
 
 
 class TokenSourceError(JoinError):
-    """No token (or room) for a bot; ``retryable``: a later attempt may succeed."""
+    """No token (or room) for a bot; ``retryable``: a later attempt may succeed. ``code`` (the
+    ``room_error`` line's): the HTTP status of the answer, or 1161 when nothing answered."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, code: int = ErrorCode.SIGNALLING_CONNECTION_FAILED
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.code = int(code)
 
 
 class StaticToken:
@@ -123,15 +127,19 @@ class RestTokens:
             raise TokenSourceError(
                 f"{host} refused the app id/key (401): check app_id/app_key (ENX_APP_ID/ENX_APP_KEY)",
                 retryable=False,
+                code=status,
             )
         if status == 404:
             raise TokenSourceError(
-                f"{host} has no room {self.room_id!r} (404): check room_id / ENX_ROOM_ID", retryable=False
+                f"{host} has no room {self.room_id!r} (404): check room_id / ENX_ROOM_ID",
+                retryable=False,
+                code=status,
             )
         if status >= 400 or not isinstance(data, dict) or not isinstance(data.get("token"), str):
             raise TokenSourceError(
                 f"{host} did not issue a token (HTTP {status}: {error or 'unexpected reply'})",
                 retryable=_transient(status),
+                code=status,
             )
         return str(data["token"])
 
@@ -163,6 +171,7 @@ class UrlTokens:
                 f"{_host(self.url)} (token_url) did not issue a token "
                 f'(HTTP {status}: {error or "no token in the reply"}): it must answer {{"token": ...}}',
                 retryable=_transient(status),
+                code=status,
             )
         return token
 
@@ -216,6 +225,7 @@ class RestApi:
                 f"{_host(self.api_url)} did not create room {name!r} (HTTP {status}: "
                 f"{error or 'unexpected reply'})",
                 retryable=False,
+                code=status,
             )
         return str(room_id)
 

@@ -65,6 +65,7 @@ class Agent:
         self.retries = 0
         self.failed = 0
         self.attempts_of: dict[str, int] = {}
+        self.room_of: dict[str, str] = {}  # bot name -> its room, for the end-of-run lines
         self._live: dict[int, Bot] = {}
         self._stopping = asyncio.Event()
         self._rng = rng or random.Random()
@@ -139,6 +140,7 @@ class Agent:
     async def _lifecycle(self, index: int, bc: BotConfig, due: float) -> BotResult:
         assert self.swarm is not None
         room = self.swarm.room_of(index) or self.room_id or ""
+        self.room_of[bc.name] = room
         structlog.contextvars.bind_contextvars(bot=bc.name, room=room or None)
         if not await self._wait_until(due + bc.join_delay):
             return BotResult(bc.name, Outcome.COMPLETED, "stopped before joining")
@@ -152,11 +154,11 @@ class Agent:
             try:
                 token = await tokens.token_for(bc.name, bc.role, bc.user_ref)
             except TokenSourceError as exc:  # the source said no: retry if it may help
-                log.error("room_error", error=str(exc) or type(exc).__name__)
+                log.error("room_error", code=exc.code, error=str(exc) or type(exc).__name__)
                 again, result = exc.retryable, BotResult(bc.name, Outcome.JOIN_FAILED, str(exc))
             except Exception as exc:  # a bug in a token source: report it, never crash the others
                 reason = str(exc) or type(exc).__name__
-                log.error("room_error", error=reason, exc_info=True)
+                log.error("bot_failed", where="token_source", error=reason, exc_info=True)
                 self.events.failure("runner")
                 again, result = True, BotResult(bc.name, Outcome.JOIN_FAILED, reason)
             else:
@@ -244,7 +246,13 @@ class Agent:
         outcomes = {r.outcome for r in self.results}
         for r in self.results:
             if r.outcome is not Outcome.COMPLETED and len(self.results) <= 20:
-                log.warning("bot_ended", bot=r.name, outcome=r.outcome.value, reason=r.reason)
+                log.warning(
+                    "bot_ended",
+                    bot=r.name,
+                    room=self.room_of.get(r.name) or None,
+                    outcome=r.outcome.value,
+                    reason=r.reason,
+                )
         if Outcome.JOIN_FAILED in outcomes:
             return EXIT_JOIN_FAILED
         if Outcome.LOST in outcomes:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -32,7 +33,7 @@ from .mux import (
     reserve_path,
 )
 
-log = structlog.get_logger(__name__)
+_log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -116,7 +117,9 @@ class RecordSink(_Sink):
         start_wait_s: float = 2.0,
         request_keyframe: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        log: Any = None,
     ) -> None:
+        self._log = log if log is not None else _log  # the owner's, bound to the stream it records
         if rotate_s is not None and not rotate_s > 0:
             raise MediaSourceError(
                 f"recording rotation {rotate_s} s is invalid: use a positive number or none"
@@ -191,7 +194,9 @@ class RecordSink(_Sink):
         if name not in ("vp8", "h264", "opus") or clock_rate <= 0 or (kind == "audio") != (name == "opus"):
             if codec not in self._unsupported:
                 self._unsupported.add(codec)
-                log.warning("recording_codec_unsupported", kind=kind, codec=codec, clock_rate=clock_rate)
+                self._log.warning(
+                    "recording_codec_unsupported", kind=kind, codec=codec, clock_rate=clock_rate
+                )
             self._drop(kind)
             return
         if not data:
@@ -359,7 +364,9 @@ class RecordSink(_Sink):
         self._file = ContainerFile(
             path, fmt, streams, start_ns=start_ns, title=self.participant, created=created
         )
-        log.info("recording_started", path=str(path), codecs={k: s.codec for k, s in streams.items()})
+        self._log.info(
+            "recording_file_opened", path=str(path), codecs={k: s.codec for k, s in streams.items()}
+        )
         for f in frames:
             self._write_to(self._file, f)
 
@@ -377,7 +384,7 @@ class RecordSink(_Sink):
 
     def _close(self, file: ContainerFile) -> None:
         file.close()
-        log.info("recording_closed", path=str(file.path), frames=dict(file.frames))
+        self._log.info("recording_file_closed", path=str(file.path), frames=dict(file.frames))
 
     def _close_previous(self) -> None:
         previous, self._previous = self._previous, None
@@ -387,13 +394,13 @@ class RecordSink(_Sink):
     def _fail(self, exc: Exception) -> None:
         self.error = MediaSourceError(f"recording of {self.participant!r} failed and stopped: {exc}")
         self.error.__cause__ = exc
-        log.error("recording_failed", error=str(self.error), exc_info=exc)
+        self._log.error("recording_failed", error=str(self.error), exc_info=exc)
         for file in (self._previous, self._file):
             if file is not None:
                 try:
                     file.close()
                 except Exception as close_exc:
-                    log.warning("recording_close_failed", path=str(file.path), error=str(close_exc))
+                    self._log.warning("recording_close_failed", path=str(file.path), error=str(close_exc))
         self._previous = self._file = None
         for f in self._pending:
             self._drop(f.kind)
