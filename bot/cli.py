@@ -138,6 +138,23 @@ def _parser() -> argparse.ArgumentParser:
         default="participant",
         help="default: participant",
     )
+
+    report = sub.add_parser("report", help="work with run reports")
+    report_sub = report.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
+    merge = report_sub.add_parser(
+        "merge", help="merge the reports of many shards (workers, pods) into one JSON + HTML report"
+    )
+    merge.add_argument("inputs", nargs="+", metavar="DIR", help="report JSON files, or folders holding them")
+    merge.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="a folder (report.json, report.html) or a .json path",
+    )
+    merge.add_argument(
+        "--allow-mixed", action="store_true", help="merge shards of different configs or versions anyway"
+    )
     return p
 
 
@@ -157,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_serve(args)
         if args.command == "token":
             return _cmd_token(args)
+        if args.command == "report":
+            return _cmd_report_merge(args)
     except AgentError as exc:
         return _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -171,6 +190,30 @@ def _load(path: str, *, decode_tokens: bool = False) -> AgentConfig:
     check_tokens(cfg, decode=decode_tokens)
     check_media(cfg)
     return cfg
+
+
+def _cmd_report_merge(args: argparse.Namespace) -> int:
+    """Exit 0 merged; 5 merged, but shards are missing or failed; 2 nothing to merge or mixed."""
+    from bot.agent import EXIT_INCOMPLETE, merge_reports, write_merged
+
+    merged = merge_reports(args.inputs, allow_mixed=args.allow_mixed)
+    try:
+        json_path, html_path = write_merged(merged, args.output)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the merged report to {args.output}: {exc.strerror or exc}") from None
+    s = merged.data["summary"]
+    shards = merged.data["meta"]
+    print(
+        f"merged {shards['merged_shards']} of {shards['shard_count']} shard(s): {s['bots']} bots, "
+        f"{s['joined']} joined, join p99 {s['join_latency_ms']['p99']} ms -> {json_path}, {html_path}"
+    )
+    if merged.complete:
+        return EXIT_OK
+    problems = [f"shard {i} missing" for i in merged.missing] + [
+        f"{f['file']}: {f['error']}" for f in merged.failed
+    ]
+    sys.stderr.write(f"{PROG}: warning: incomplete: {'; '.join(problems)}\n")
+    return EXIT_INCOMPLETE
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

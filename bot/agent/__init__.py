@@ -9,6 +9,7 @@ from .config.media_check import check_media
 from .config.token_check import check_tokens
 from .errors import (
     EXIT_CONFIG,
+    EXIT_INCOMPLETE,
     EXIT_JOIN_FAILED,
     EXIT_OK,
     EXIT_SESSION_LOST,
@@ -17,12 +18,13 @@ from .errors import (
     JoinError,
 )
 from .logs import configure_logging
-from .ops import Ops
+from .ops import Ops, merge_reports, write_merged
 from .swarm import Agent, Supervisor, SwarmPlan, die_with_parent, resolve_workers
 from .swarm.tuning import loop_factory, raise_fd_limit, tune_gc
 
 __all__ = [
     "EXIT_CONFIG",
+    "EXIT_INCOMPLETE",
     "EXIT_JOIN_FAILED",
     "EXIT_OK",
     "EXIT_SESSION_LOST",
@@ -45,7 +47,9 @@ __all__ = [
     "die_with_parent",
     "load_config",
     "loop_factory",
+    "merge_reports",
     "raise_fd_limit",
     "resolve_workers",
     "tune_gc",
+    "write_merged",
 ]

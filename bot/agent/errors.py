@@ -6,6 +6,8 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_JOIN_FAILED = 3
 EXIT_SESSION_LOST = 4
+EXIT_INCOMPLETE = 5
+"""``report merge``: merged, but shards are missing or failed (named in the report)."""
 
 
 class AgentError(Exception):

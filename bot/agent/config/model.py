@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -295,6 +297,19 @@ class AgentConfig:
     def creates_rooms(self) -> bool:
         return isinstance(self.rooms, int)
 
+    @functools.cached_property
+    def digest(self) -> str:
+        """What the config asks for, hashed: the same for every shard of one load test (the
+        shard fields and the file's path are left out), so ``report merge`` can refuse to add
+        up runs of different configs. 16 hex digits of SHA-256; secrets in it stay in it."""
+        fields = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("path", "shard_index", "shard_count")
+        }
+        text = json.dumps(_plain(fields), sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def my_bots(self) -> list[tuple[int, BotConfig]]:
         """``(global index, bot)`` of the bots this process runs."""
         return [(i, b) for i, b in enumerate(self.bots) if i % self.shard_count == self.shard_index]
@@ -304,3 +319,14 @@ class AgentConfig:
         ``bots_per_room`` (default: as even as possible)."""
         per_room = self.bots_per_room or -(-len(self.bots) // max(1, room_count))
         return min(index // max(1, per_room), room_count - 1)
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses, tuples and mappings as JSON-able values (for :attr:`AgentConfig.digest`)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -2,6 +2,7 @@
 server, the terminal progress line and the end-of-run report, bundled by :class:`Ops`."""
 
 from .health import HealthServer
+from .merge import Merged, merge_reports, write_merged
 from .metrics import Metrics, MetricsAddress, metrics_address
 from .observe import BotObserver, BotState, NullObserver, Observers, listening
 from .ops import Ops, progress_setting
@@ -12,6 +13,7 @@ __all__ = [
     "BotObserver",
     "BotState",
     "HealthServer",
+    "Merged",
     "Metrics",
     "MetricsAddress",
     "NullObserver",
@@ -20,6 +22,8 @@ __all__ = [
     "Progress",
     "RunRecorder",
     "listening",
+    "merge_reports",
     "metrics_address",
     "progress_setting",
+    "write_merged",
 ]

@@ -90,6 +90,10 @@ class BotObserver(Protocol):
         """``room`` has ``n`` participants (ourselves included), as a bot in it last saw."""
         return None
 
+    def bot_room(self, bot: str, room: str) -> None:
+        """``bot`` joins ``room`` (said before its first join attempt)."""
+        return None
+
     def outcome(self, bot: str, outcome: str, reason: str = "") -> None:
         """``bot`` ended: ``completed``, ``join_failed`` or ``lost`` (the runner's Outcome)."""
         return None

@@ -21,8 +21,10 @@ Environment (the container's contract; a config value passed in wins):
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import os
+import socket
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -54,6 +56,20 @@ def progress_setting(value: str | None) -> bool | None:
     raise ValueError(f"ENX_PROGRESS={value!r}: use auto, on or off")
 
 
+def run_meta(config_digest: str) -> dict[str, Any]:
+    """What a shard's report says about where it ran, for ``enx-bot report merge``."""
+    try:
+        version = importlib.metadata.version("enx-bot")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {
+        "config_digest": config_digest,
+        "version": version,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+
+
 def shard_meta(env: Mapping[str, str]) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     for key, name in (("ENX_SHARD_INDEX", "shard_index"), ("ENX_SHARD_COUNT", "shard_count")):
@@ -74,6 +90,8 @@ class ProcessSettings(Protocol):
     def report_dir(self) -> str | None: ...
     @property
     def shard_index(self) -> int: ...
+    @property
+    def digest(self) -> str: ...
     def my_bots(self) -> Sequence[object]: ...
 
 
@@ -116,11 +134,12 @@ class Ops:
         metrics_port: int | None = None,
         metrics_host: str | None = None,
         report_dir: str | None = None,
+        run_meta: Mapping[str, Any] | None = None,
     ) -> Ops:
         """Settings from the environment (see the module's table), config values first.
         ValueError names a bad value."""
         env = os.environ if env is None else env
-        meta = shard_meta(env)
+        meta = {**shard_meta(env), **(run_meta or {})}
         index = meta.get("shard_index")
         return cls(
             target,
@@ -154,6 +173,7 @@ class Ops:
                 metrics_port=port,
                 metrics_host=cfg.metrics_host,
                 report_dir=cfg.report_dir,
+                run_meta=run_meta(cfg.digest),
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None

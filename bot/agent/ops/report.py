@@ -45,6 +45,7 @@ OUTCOME_OF_STATE = {
 @dataclass
 class BotTimeline:
     name: str
+    room: str | None = None
     states: list[tuple[float, BotState]] = field(default_factory=list)
     join_latency_s: float | None = None
     outcome: str | None = None
@@ -149,6 +150,9 @@ class RunRecorder(NullObserver):
         r["participants"] = n
         r["max_participants"] = max(r["max_participants"], n)
 
+    def bot_room(self, bot: str, room: str) -> None:
+        self._bot(bot).room = room
+
     def outcome(self, bot: str, outcome: str, reason: str = "") -> None:
         b = self._bot(bot)
         b.outcome, b.reason = outcome, reason
@@ -216,6 +220,7 @@ class RunRecorder(NullObserver):
             bots.append(
                 {
                     "name": b.name,
+                    "room": b.room,
                     "outcome": outcome,
                     "reason": b.reason,
                     "state": b.state.value if b.state else None,
@@ -254,7 +259,7 @@ class RunRecorder(NullObserver):
                     "survived": faults_survived,
                 },
             },
-            "rooms": self.rooms,
+            "rooms": room_breakdown(bots, self.rooms),
             "series": {"in_room": [[t, n] for t, n in self.in_room_series(t_end)]},
             "join_latency_histogram": {"edges_ms": edges, "counts": counts},
             "bots": bots,
@@ -265,13 +270,41 @@ class RunRecorder(NullObserver):
         each atomically (a kill mid-write leaves the old file or none). Ends the run if
         :meth:`finish` was not called. Returns both paths."""
         self.finish()
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        data = self.to_dict()
-        json_path, html_path = out / f"{stem}.json", out / f"{stem}.html"
-        _write_atomic(json_path, json.dumps(data, indent=2) + "\n")
-        _write_atomic(html_path, render_html(data))
-        return json_path, html_path
+        return write_report_files(self.to_dict(), directory, stem)
+
+
+def write_report_files(
+    data: Mapping[str, Any], directory: str | os.PathLike[str], stem: str
+) -> tuple[Path, Path]:
+    """``{stem}.json`` and ``{stem}.html`` of a report dict, each written atomically."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out / f"{stem}.json", out / f"{stem}.html"
+    _write_atomic(json_path, json.dumps(data, indent=2) + "\n")
+    _write_atomic(html_path, render_html(data))
+    return json_path, html_path
+
+
+def room_breakdown(bots: list[dict[str, Any]], seen: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+    """Per room: what our bots saw of it (``participants``, ``max_participants``) and how our
+    bots in it did (``bots``, ``joined``, ``outcomes``, ``join_latency_ms``)."""
+    rooms: dict[str, Any] = {}
+    names = sorted({*seen, *(b["room"] for b in bots if b.get("room"))})
+    for room in names:
+        mine = [b for b in bots if b.get("room") == room]
+        latencies = [b["join_latency_ms"] for b in mine if b["join_latency_ms"] is not None]
+        outcomes: dict[str, int] = {}
+        for b in mine:
+            outcomes[b["outcome"]] = outcomes.get(b["outcome"], 0) + 1
+        rooms[room] = {
+            "participants": seen.get(room, {}).get("participants", 0),
+            "max_participants": seen.get(room, {}).get("max_participants", 0),
+            "bots": len(mine),
+            "joined": len(latencies),
+            "outcomes": dict(sorted(outcomes.items())),
+            "join_latency_ms": latency_summary(latencies),
+        }
+    return rooms
 
 
 def _ms_of(seconds: float | None) -> float | None:

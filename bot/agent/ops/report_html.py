@@ -197,6 +197,52 @@ def render_html(data: Mapping[str, Any]) -> str:
         percentiles=pct,
         plot_join_latency=svg_histogram(hist["edges_ms"], hist["counts"]),
         rows="".join(rows),
+        sections=_shards_section(data) + _rooms_section(data),
+    )
+
+
+def _shards_section(data: Mapping[str, Any]) -> str:
+    """A merged report's shards, and those missing or failed (``enx-bot report merge``)."""
+    if "shards" not in data:
+        return ""
+    e = html.escape
+    rows = [
+        f'<tr><td>{e(str(s["index"]))}</td><td class="text">{e(str(s["host"]))}</td>'
+        f"<td>{s['offset_s']:.1f} s</td><td>{s['bots']}</td><td>{s['joined']}</td>"
+        f"<td>{_ms(s['join_p50_ms'])}</td><td>{_ms(s['join_p99_ms'])}</td>"
+        f'<td class="text">{e(str(s["ended_by"]))}</td><td class="text">{e(s["file"])}</td></tr>'
+        for s in data["shards"]
+    ]
+    problems = [f"shard {i}: missing (no report)" for i in data.get("missing_shards") or []]
+    problems += [f"{f['file']}: {f['error']}" for f in data.get("failed_shards") or []]
+    notes = "".join(f'<li class="bad">{e(p)}</li>' for p in problems)
+    return (
+        f"<h2>Shards ({len(rows)} of {data['meta'].get('shard_count')})</h2>"
+        + (f"<ul>{notes}</ul>" if notes else "")
+        + '<table><thead><tr><th>shard</th><th class="text">host</th><th>start</th><th>bots</th>'
+        '<th>joined</th><th>join p50</th><th>join p99</th><th class="text">ended by</th>'
+        '<th class="text">file</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
+    )
+
+
+def _rooms_section(data: Mapping[str, Any]) -> str:
+    rooms = data.get("rooms") or {}
+    if len(rooms) < 2 and "shards" not in data:
+        return ""
+    e = html.escape
+    rows = []
+    for room, r in list(rooms.items())[:MAX_ROWS]:
+        lat = r.get("join_latency_ms") or {}
+        rows.append(
+            f'<tr><td class="text">{e(room)}</td><td>{r.get("bots", 0)}</td><td>{r.get("joined", 0)}</td>'
+            f"<td>{r.get('max_participants', 0)}</td><td>{_ms(lat.get('p50'))}</td>"
+            f"<td>{_ms(lat.get('p99'))}</td></tr>"
+        )
+    return (
+        '<h2>Rooms</h2><table><thead><tr><th class="text">room</th><th>bots</th><th>joined</th>'
+        "<th>max participants</th><th>join p50</th><th>join p99</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
     )
 
 

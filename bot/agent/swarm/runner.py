@@ -141,6 +141,8 @@ class Agent:
         assert self.swarm is not None
         room = self.swarm.room_of(index) or self.room_id or ""
         self.room_of[bc.name] = room
+        if room:
+            self.events.bot_room(bc.name, room)
         structlog.contextvars.bind_contextvars(bot=bc.name, room=room or None)
         if not await self._wait_until(due + bc.join_delay):
             return BotResult(bc.name, Outcome.COMPLETED, "stopped before joining")
