@@ -20,6 +20,7 @@ from .events import (
     BandwidthEvent,
     Candidate,
     ClientEvent,
+    DataReceived,
     DropRequest,
     EndOfCandidates,
     GetMaxTalkers,
@@ -34,6 +35,7 @@ from .events import (
     RoomConnected,
     SdpMessage,
     SelfMuteRequest,
+    SendData,
     ServerEvent,
     SignalingMessage,
     StreamAdded,
@@ -49,6 +51,7 @@ from .events import (
     UserInfo,
     UserMuteChanged,
 )
+from .events.data import CHAT_MAX_BYTES, DATA_TYPES, USER_DATA_MAX_BYTES, DataType, data_size
 from .session import (
     CLIENT,
     IN_ROOM,
@@ -72,8 +75,10 @@ from .token import (
 )
 
 __all__ = [
+    "CHAT_MAX_BYTES",
     "CLIENT",
     "CLIENT_EVENTS",
+    "DATA_TYPES",
     "IN_ROOM",
     "MUTE_EVENTS",
     "PARTICIPANT",
@@ -81,12 +86,15 @@ __all__ = [
     "ROLES",
     "SERVER_EVENTS",
     "TOKEN_LIFETIME_S",
+    "USER_DATA_MAX_BYTES",
     "Ack",
     "ActiveTalkersUpdated",
     "Answer",
     "BandwidthEvent",
     "Candidate",
     "ClientEvent",
+    "DataReceived",
+    "DataType",
     "DropRequest",
     "EndOfCandidates",
     "ErrorCode",
@@ -109,6 +117,7 @@ __all__ = [
     "RoomConnected",
     "SdpMessage",
     "SelfMuteRequest",
+    "SendData",
     "ServerEvent",
     "SignalingMessage",
     "StreamAdded",
@@ -126,6 +135,7 @@ __all__ = [
     "UserDisconnected",
     "UserInfo",
     "UserMuteChanged",
+    "data_size",
     "decode_client",
     "decode_server",
     "decode_token",
