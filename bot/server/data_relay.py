@@ -77,8 +77,7 @@ class DataRelay:
             recipients=None if event.broadcast else event.clients,
             timestamp=int(time.time() * 1000),
         )
-        for recipient in recipients:
-            await self.outbox.send(recipient, relayed)
+        await self.outbox.send_all(recipients, relayed)
         self.stats.data_relayed(event.type, event.size)
         log.info(
             "data_relayed",
