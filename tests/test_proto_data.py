@@ -16,6 +16,7 @@ from bot.proto import (
     decode_client,
     decode_server,
     encode,
+    nesting,
 )
 
 
@@ -64,6 +65,20 @@ def test_malformed_requests_name_what_is_wrong(payload: Any) -> None:
         decode_client("sendDataStreamToRoom", [payload])
     assert err.value.code == ErrorCode.MALFORMED_REQUEST
     assert "sendDataStreamToRoom" in str(err.value)
+
+
+def test_messages_nest_at_most_64_levels() -> None:
+    def deep(n: int) -> Any:
+        value: Any = "leaf"
+        for i in range(n):
+            value = [value] if i % 2 else {"k": value}
+        return value
+
+    assert nesting(deep(64)) == 64 and nesting("flat") == 0 and nesting([1, {"a": []}]) == 3
+    assert SendData.from_payload({"msg": deep(64), "broadcast": True, "type": "user_data"}).size > 0
+    for n in (65, 5000):  # refused without recursing, however deep
+        with pytest.raises(RemoteProtocolError, match="nested more than 64"):
+            SendData.from_payload({"msg": deep(n), "broadcast": True, "type": "user_data"})
 
 
 def test_size_is_measured_not_refused_by_the_decoder() -> None:

@@ -121,6 +121,9 @@ async def test_oversize_and_bad_calls_are_refused_before_the_wire(join: Any, roo
     alice, a = await join("alice")
     bob, b = await join("bob")
     before = dict(room_server.stats.data_messages)
+    deep: Any = "leaf"
+    for _ in range(65):
+        deep = [deep]
 
     with pytest.raises(RoomError) as err:
         await alice.send_message("x" * (CHAT_MAX_BYTES + 1))
@@ -135,11 +138,12 @@ async def test_oversize_and_bad_calls_are_refused_before_the_wire(join: Any, roo
         alice.send_message("hi", broadcast="yes"),  # type: ignore[arg-type]
         alice.send_user_data({"x": object()}),
         alice.send_user_data(None),
+        alice.send_user_data(deep),  # the room would refuse it (4121): refused here
     ):
         with pytest.raises(RoomError) as err:
             await call
         assert err.value.code == ErrorCode.INVALID_PARAMETERS, err.value
-    assert [p["result"] for p in a.of("on_acknowledged_send_data")] == [1195, 1195] + [1155] * 6
+    assert [p["result"] for p in a.of("on_acknowledged_send_data")] == [1195, 1195] + [1155] * 7
     assert room_server.stats.data_messages == before  # nothing reached the room
 
     # a larger user-data limit can be asked for, up to the hard cap: 200 kB goes through

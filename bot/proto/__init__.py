@@ -51,7 +51,15 @@ from .events import (
     UserInfo,
     UserMuteChanged,
 )
-from .events.data import CHAT_MAX_BYTES, DATA_TYPES, USER_DATA_MAX_BYTES, DataType, data_size
+from .events.data import (
+    CHAT_MAX_BYTES,
+    DATA_TYPES,
+    MAX_DEPTH,
+    USER_DATA_MAX_BYTES,
+    DataType,
+    data_size,
+    nesting,
+)
 from .session import (
     CLIENT,
     IN_ROOM,
@@ -80,6 +88,7 @@ __all__ = [
     "CLIENT_EVENTS",
     "DATA_TYPES",
     "IN_ROOM",
+    "MAX_DEPTH",
     "MUTE_EVENTS",
     "PARTICIPANT",
     "QUALITIES",
@@ -141,6 +150,7 @@ __all__ = [
     "decode_token",
     "encode",
     "mint_token",
+    "nesting",
     "read_claims",
     "redact",
     "verify_token_id",

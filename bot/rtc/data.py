@@ -17,12 +17,14 @@ from collections.abc import Iterable
 from bot.proto import (
     CHAT_MAX_BYTES,
     IN_ROOM,
+    MAX_DEPTH,
     USER_DATA_MAX_BYTES,
     DataReceived,
     DataType,
     ErrorCode,
     SendData,
     data_size,
+    nesting,
 )
 
 from .callbacks import CallbackName, Json
@@ -87,6 +89,8 @@ class RoomData:
             raise bad("recipients are client ids (non-empty strings)")
         if not broadcast and not clients:
             raise bad("no recipients (give client ids, or broadcast=True)")
+        if nesting(message) > MAX_DEPTH:
+            raise bad(f"the message nests more than {MAX_DEPTH} levels deep")
         try:
             size = data_size(message)
         except (TypeError, ValueError) as exc:

@@ -29,6 +29,8 @@ USER_DATA_MAX_BYTES = 100 * KIB
 MAX_RECIPIENTS = 20_000
 """No room holds more participants (the REST ``participants`` setting's range)."""
 MAX_CLIENT_ID_CHARS = 128
+MAX_DEPTH = 64
+"""Nesting a message may have: deeper is refused before anything recurses over it."""
 
 
 def data_size(message: object) -> int:
@@ -43,7 +45,33 @@ def _message(f: Fields, key: str) -> Any:
         raise RemoteProtocolError(
             f"{f.where}: field '{key}' is missing or empty", ErrorCode.MALFORMED_REQUEST
         )
+    if nesting(value) > MAX_DEPTH:
+        raise RemoteProtocolError(
+            f"{f.where}: field '{key}' is nested more than {MAX_DEPTH} levels deep",
+            ErrorCode.MALFORMED_REQUEST,
+        )
     return value
+
+
+def nesting(value: object) -> int:
+    """How deep lists and objects nest in ``value`` (a scalar is 0), without recursing, and
+    stopping as soon as ``MAX_DEPTH`` is passed."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, depth) for child in children if isinstance(child, dict | list | tuple))
+    return deepest
 
 
 def _clients(f: Fields, key: str) -> tuple[str, ...]:
