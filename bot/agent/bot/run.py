@@ -238,6 +238,7 @@ class Bot:
         return await self.chat.send_message(text, to)
 
     async def send_user_data(self, data: object, to: Iterable[str] | str = ()) -> dict[str, Any]:
+        """Custom data from this bot (see :meth:`Chat.send_user_data`)."""
         return await self.chat.send_user_data(data, to)
 
     def callback_failed(self, name: str) -> None:

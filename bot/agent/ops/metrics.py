@@ -18,9 +18,10 @@ name                                        type       meaning
 ``enx_media_received_bytes_total``          counter    media bytes received
 ``enx_media_received_packets_total``        counter    RTP packets received
 ``enx_media_packets_lost_total``            counter    packets lost (as RTCP reports them)
-``enx_data_messages_total{direction,type}``  counter  chat / user data messages ``sent``
+``enx_data_messages_total{direction,type}``
+                                            counter    chat / user data messages ``sent``
                                                        (acknowledged) / ``received``
-``enx_data_bytes_total{direction,type}``     counter    their sizes (compact JSON, UTF-8)
+``enx_data_bytes_total{direction,type}``    counter    their sizes (compact JSON, UTF-8)
 ``enx_room_participants{room}``             gauge      participants per room, as our bots see it
 ``enx_failures_total{where}``               counter    unexpected failures contained (logged with
                                                        the traceback): ``callback:<name>``,
