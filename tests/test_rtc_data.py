@@ -138,12 +138,13 @@ async def test_oversize_and_bad_calls_are_refused_before_the_wire(join: Any, roo
         alice.send_message("hi", broadcast="yes"),  # type: ignore[arg-type]
         alice.send_user_data({"x": object()}),
         alice.send_user_data(None),
+        alice.send_user_data(0),  # empty to the official client too
         alice.send_user_data(deep),  # the room would refuse it (4121): refused here
     ):
         with pytest.raises(RoomError) as err:
             await call
         assert err.value.code == ErrorCode.INVALID_PARAMETERS, err.value
-    assert [p["result"] for p in a.of("on_acknowledged_send_data")] == [1195, 1195] + [1155] * 7
+    assert [p["result"] for p in a.of("on_acknowledged_send_data")] == [1195, 1195] + [1155] * 8
     assert room_server.stats.data_messages == before  # nothing reached the room
 
     # a larger user-data limit can be asked for, up to the hard cap: 200 kB goes through

@@ -58,6 +58,7 @@ from .events.data import (
     USER_DATA_MAX_BYTES,
     DataType,
     data_size,
+    empty_message,
     nesting,
 )
 from .session import (
@@ -148,6 +149,7 @@ __all__ = [
     "decode_client",
     "decode_server",
     "decode_token",
+    "empty_message",
     "encode",
     "mint_token",
     "nesting",

@@ -24,6 +24,7 @@ from bot.proto import (
     ErrorCode,
     SendData,
     data_size,
+    empty_message,
     nesting,
 )
 
@@ -82,7 +83,7 @@ class RoomData:
             raise bad(f"broadcast must be True or False, not {type(broadcast).__name__}")
         if kind == "chat" and not isinstance(message, str):
             raise bad(f"a chat message is a string, not {type(message).__name__}")
-        if message is None or message == "" or message is False:
+        if empty_message(message):
             raise bad("the message is empty")
         clients = (recipients,) if isinstance(recipients, str) else tuple(recipients)
         if any(not isinstance(c, str) or not c for c in clients):

@@ -38,10 +38,15 @@ def data_size(message: object) -> int:
     return len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace"))
 
 
+def empty_message(value: object) -> bool:
+    """What the official client's ``!msg`` refuses: null, "", false, 0."""
+    return value is None or value == "" or value is False or (isinstance(value, int | float) and value == 0)
+
+
 def _message(f: Fields, key: str) -> Any:
     """Any JSON value but an empty one: the SDK refuses ``!msg`` (null, "", false, 0)."""
     value = f.payload.get(key)
-    if value is None or value == "" or value is False or (isinstance(value, int | float) and value == 0):
+    if empty_message(value):
         raise RemoteProtocolError(
             f"{f.where}: field '{key}' is missing or empty", ErrorCode.MALFORMED_REQUEST
         )
