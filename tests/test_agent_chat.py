@@ -57,7 +57,7 @@ def _of(logs: list[dict[str, Any]], event: str, bot: str) -> list[dict[str, Any]
 async def test_bots_chat_log_count_and_answer(bots: Any) -> None:
     metrics = Metrics()
     with structlog.testing.capture_logs() as logs:
-        echo, talker, _quiet = await bots(
+        echo, talker, quiet = await bots(
             [
                 {
                     "name": "echo",
@@ -92,6 +92,9 @@ async def test_bots_chat_log_count_and_answer(bots: Any) -> None:
         await talker.send_user_data({"cmd": "ping"}, to=["quiet"])
         await talker.send_message("psst", to="echo")
         await _until(lambda: bool(_of(logs, "user_data_received", "quiet")), what="the user data")
+        (sent,) = _of(logs, "user_data_sent", "talker")
+        assert sent["user"] == "quiet" and sent["user_id"] == quiet.rtc.client_id  # type: ignore[union-attr]
+        assert sent["to"] == [sent["user_id"]] and sent["broadcast"] is False
         assert _of(logs, "user_data_received", "quiet")[0]["sender"] == "talker"
         await _until(lambda: len(_of(logs, "message_received", "echo")) == 2, what="the directed chat")
         await asyncio.sleep(0.3)

@@ -134,13 +134,25 @@ class Chat:
             else:
                 ack = await rtc.send_user_data(message, broadcast, recipients)
         except RoomError as exc:
-            self._log().warning("send_data_failed", type=kind, code=exc.code, error=exc.msg, to=recipients)
+            who = self._who(recipients)
+            self._log().warning(
+                "send_data_failed", type=kind, code=exc.code, error=exc.msg, to=recipients, **who
+            )
             raise
         size = data_size(message)
         event = "message_sent" if kind == "chat" else "user_data_sent"
-        self._log().info(event, size=size, broadcast=broadcast, to=recipients)
+        self._log().info(event, size=size, broadcast=broadcast, to=recipients, **self._who(recipients))
         self._events.data_message(self.bot, "sent", kind, size)
         return ack
+
+    def _who(self, recipients: list[str]) -> Json:
+        """``user``/``user_id`` of a message to one participant (log lines about another carry them)."""
+        if len(recipients) != 1:
+            return {}
+        rtc = self._rtc()
+        users = [] if rtc is None else rtc.get_user_list()
+        name = next((u.get("name") for u in users if u.get("clientId") == recipients[0]), None)
+        return {"user": name, "user_id": recipients[0]}
 
     def resolve(self, to: Iterable[str] | str) -> list[str]:
         """Client ids for ``to``: each entry a client id in the room, else every participant of
