@@ -12,6 +12,8 @@ import structlog
 from bot.agent.bot import Bot
 from bot.agent.config import ConfigError, parse_config
 from bot.agent.ops.metrics import Metrics
+from bot.agent.ops.observe import BotObserver, Observers
+from bot.agent.ops.report import RunRecorder
 from bot.proto import ErrorCode
 from bot.rtc import RoomError
 from bot.server import RoomServer
@@ -33,7 +35,7 @@ async def bots(room_server: RoomServer) -> AsyncIterator[Callable[..., Any]]:
     room_id = room_server.create_room(name="chat")["room_id"]
     started: list[tuple[Bot, asyncio.Task[Any]]] = []
 
-    async def start(entries: list[dict[str, Any]], metrics: Metrics) -> list[Bot]:
+    async def start(entries: list[dict[str, Any]], metrics: BotObserver) -> list[Bot]:
         cfg = parse_config({"server": "embedded", "bots": entries}, {})
         out = []
         for bot_cfg in cfg.bots:
@@ -55,7 +57,7 @@ def _of(logs: list[dict[str, Any]], event: str, bot: str) -> list[dict[str, Any]
 
 
 async def test_bots_chat_log_count_and_answer(bots: Any) -> None:
-    metrics = Metrics()
+    metrics, recorder = Metrics(), RunRecorder()
     with structlog.testing.capture_logs() as logs:
         echo, talker, quiet = await bots(
             [
@@ -67,7 +69,7 @@ async def test_bots_chat_log_count_and_answer(bots: Any) -> None:
                 {"name": "talker", "local_info": DATA_ONLY},
                 {"name": "quiet", "local_info": DATA_ONLY, "receive": {"log_messages": False}},
             ],
-            metrics,
+            Observers(metrics, recorder),
         )
         long = "hello " + "x" * 300
         ack = await talker.send_message(long)
@@ -119,6 +121,22 @@ async def test_bots_chat_log_count_and_answer(bots: Any) -> None:
     assert 'enx_data_messages_total{direction="sent",type="user_data"} 1.0' in text
     assert 'enx_data_messages_total{direction="received",type="chat"} 4.0' in text
     assert 'enx_data_messages_total{direction="received",type="user_data"} 1.0' in text
+    ping = len(b'{"cmd":"ping"}')
+    assert f'enx_data_bytes_total{{direction="received",type="user_data"}} {ping}.0' in text
+    report = recorder.to_dict()
+    assert report["summary"]["data"] == {
+        "chat_sent": 3,
+        "chat_received": 4,
+        "user_data_sent": 1,
+        "user_data_received": 1,
+    }
+    talker_report = next(b for b in report["bots"] if b["name"] == "talker")
+    assert talker_report["data"] == {
+        "chat_sent": 2,
+        "chat_received": 1,
+        "user_data_sent": 1,
+        "user_data_received": 0,
+    }
 
 
 async def test_answers_stop_at_max_and_answer_all_answers_directed_chat(bots: Any) -> None:
