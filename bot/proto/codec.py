@@ -15,6 +15,7 @@ from .events import (
     ActiveTalkersUpdated,
     BandwidthEvent,
     ClientEvent,
+    DataReceived,
     DropRequest,
     GetMaxTalkers,
     LogClientEvent,
@@ -22,6 +23,7 @@ from .events import (
     PublishRequest,
     RoomConnected,
     SelfMuteRequest,
+    SendData,
     ServerEvent,
     SignalingMessage,
     StreamAdded,
@@ -48,6 +50,7 @@ CLIENT_EVENTS: dict[str, Any] = {
         UnpublishRequest,
         UnsubscribeRequest,
         DropRequest,
+        SendData,
     )
 }
 SERVER_EVENTS: dict[str, Any] = {
@@ -61,6 +64,7 @@ SERVER_EVENTS: dict[str, Any] = {
         MediaEngineConnecting,
         BandwidthEvent,
         ActiveTalkersUpdated,
+        DataReceived,
     )
 }
 LEGACY_BANDWIDTH_EVENTS = ("onSelfBandwidthAlert", "onBandwidthAlert")

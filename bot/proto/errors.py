@@ -24,6 +24,7 @@ class ErrorCode(IntEnum):
     ROOM_NOT_CONNECTED = 1171
     ALREADY_IN_STATE = 1177
     RECONNECT_REFUSED = 1178
+    DATA_TOO_LARGE = 1195  # the Web SDK's code for a message over its size limit
     # room-disconnected causes
     UNEXPECTED_DISCONNECT = 2002
     NORMAL_DISCONNECT = 2006
@@ -40,6 +41,7 @@ class ErrorCode(IntEnum):
     NOT_JOINED = 4120
     MALFORMED_REQUEST = 4121
     MEDIA_NEGOTIATION_FAILED = 4122
+    RECIPIENT_NOT_FOUND = 4140  # sendDataStreamToRoom: a client id not in the room
 
 
 class ProtocolError(Exception):

@@ -20,6 +20,7 @@ SERVER_EVENT_NAMES: dict[str, str] = {
     "user-video-unmuted": "remote_video_unmuted",
     "bandwidthEvents": "bandwidth_event",
     "active-talkers-updated": "active_talker_list",
+    "onDataStreamToRoom": "data_received",
 }
 
 # Flutter callback -> (EnxRtc attribute, what the payload is)
@@ -49,6 +50,15 @@ FLUTTER_CALLBACKS: dict[str, tuple[str, str]] = {
     ),
     "onRoomBandwidthAlert": ("on_room_bandwidth_alert", "dict: {message: SubscriberBandWidth, bandwidth}"),
     "onBandWidthUpdated": ("on_bandwidth_updated", "dict: {id, msg} (bw-alert list, PublisherBandwidth)"),
+    "onMessageReceived": (
+        "on_message_received",
+        "dict: {type: chat, message, broadcast, sender, senderId, receipients?, timestamp}",
+    ),
+    "onUserDataReceived": ("on_user_data_received", "dict: as onMessageReceived, type user_data"),
+    "onAcknowledgedSendData": (
+        "on_acknowledged_send_data",
+        "dict: the ack of each send_message / send_user_data: {result: 0} or {result: code, msg}",
+    ),
 }
 
 # Flutter method -> EnxRtc method
@@ -69,4 +79,6 @@ FLUTTER_METHODS: dict[str, str] = {
     "getClientName": "get_client_name",
     "getRole": "get_role",
     "getMaxTalkers": "get_max_talkers",
+    "sendMessage": "send_message",
+    "sendUserData": "send_user_data",
 }

@@ -40,6 +40,9 @@ CallbackName = Literal[
     "on_reconnect",
     "on_user_reconnect_success",
     "on_stats",
+    "on_message_received",
+    "on_user_data_received",
+    "on_acknowledged_send_data",
 ]
 CALLBACK_NAMES: tuple[str, ...] = get_args(CallbackName)
 

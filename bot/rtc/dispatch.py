@@ -20,6 +20,7 @@ from bot.proto import (
     IN_ROOM,
     ActiveTalkersUpdated,
     BandwidthEvent,
+    DataReceived,
     MediaEngineConnecting,
     RoomConnected,
     StreamAdded,
@@ -31,6 +32,7 @@ from bot.proto import (
 )
 
 from .callbacks import CallbackName
+from .data import deliver as deliver_data
 from .publisher import LocalPublisher
 from .session import Context, Item, LinkLost, MediaFailed, RoomSession, SubscribeFailed, SubscriptionBroken
 from .signalling import SocketClosed
@@ -72,6 +74,7 @@ class Dispatcher:
                 ActiveTalkersUpdated: self._talkers,
                 BandwidthEvent: publisher.bandwidth,
                 RoomConnected: self._room_connected,
+                DataReceived: lambda item: deliver_data(ctx, item),
                 UnknownEvent: self._unknown,
             }
         )

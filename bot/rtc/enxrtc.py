@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -51,6 +51,7 @@ from bot.proto import IN_ROOM, ErrorCode, MediaKind, Phase, TokenError, Trigger,
 
 from . import devices
 from .callbacks import Callback, CallbackName, ErrorHook, Json, invoke
+from .data import CHAT_MAX_BYTES, USER_DATA_MAX_BYTES, RoomData
 from .errors import RoomError
 from .lifecycle import NORMAL_DISCONNECT, UNEXPECTED_DISCONNECT, Lifecycle
 from .options import LocalInfo, RoomInfo, SubscribeOptions
@@ -128,6 +129,10 @@ class EnxRtc:
     ``elapsed_ms`` (from the loss) and ``streamId`` (our new stream, None if not publishing)."""
     on_stats: Callback | None
     """Every ``stats_interval_s`` while in the room: the :meth:`stats` payload."""
+    on_message_received: Callback | None
+    on_user_data_received: Callback | None
+    on_acknowledged_send_data: Callback | None
+    """Chat and custom data (``bot.rtc.data``): what others sent us, and each send's ack."""
 
     def __init__(
         self,
@@ -165,6 +170,7 @@ class EnxRtc:
         self.on_reconnect = None
         self.on_user_reconnect_success = None
         self.on_stats = None
+        self.on_message_received = self.on_user_data_received = self.on_acknowledged_send_data = None
         self.on_callback_error: ErrorHook | None = on_callback_error
         self.on_failure: FailureHook | None = on_failure
 
@@ -178,6 +184,7 @@ class EnxRtc:
         self._publisher = LocalPublisher(ctx, sources, rate_window_s=window)
         self._subscriber = RemoteSubscriptions(ctx, receive, rate_window_s=window)
         self._life = Lifecycle(ctx, self._publisher, self._subscriber)
+        self._data = RoomData(ctx)
         self._advance_options: object = None
 
     # ------------------------------------------------------------------ public: lifecycle
@@ -348,6 +355,24 @@ class EnxRtc:
         if not ok:
             self._ctx.log.error("switch_media_device_failed", device=device, devices=self.get_devices())
         return ok
+
+    async def send_message(
+        self, message: str, broadcast: bool = True, recipients: Iterable[str] = ()
+    ) -> Json:
+        """Chat (Flutter ``sendMessage``) to everyone else, or to ``recipients`` (client ids):
+        returns the ack; RoomError 1155/1171/1195 refused here, or the room's code."""
+        return await self._data.send("chat", message, broadcast, recipients, CHAT_MAX_BYTES)
+
+    async def send_user_data(
+        self,
+        data: object,
+        broadcast: bool = True,
+        recipients: Iterable[str] = (),
+        *,
+        max_bytes: int = USER_DATA_MAX_BYTES,
+    ) -> Json:
+        """Custom data (Flutter ``sendUserData``), as :meth:`send_message`; ``max_bytes`` up to 2 MB."""
+        return await self._data.send("user_data", data, broadcast, recipients, max_bytes)
 
     # ------------------------------------------------------------------ public: getters
 

@@ -49,7 +49,8 @@ class LocalInfo:
     video: bool = True
     """Publish a video track."""
     data: bool = False
-    """Ask for a data track (passed through in ``publish``; no data channel is opened)."""
+    """Chat and custom data may be sent (``send_message``/``send_user_data``; passed through in
+    ``publish``; no WebRTC data channel is opened: the room relays over signalling)."""
     name: str | None = None
     """Stream name shown to others; defaults to the participant's name from the token."""
     audio_muted: bool = field(default=False, metadata={"key": "audioMuted"})

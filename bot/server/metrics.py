@@ -21,6 +21,8 @@ name                                           type       meaning
 ``enx_server_bandwidth_restores_total``        counter    restored verdicts sent
 ``enx_server_joins_total``                     counter    tokens accepted (joins and rejoins)
 ``enx_server_join_refusals_total{code}``       counter    tokens refused, by error code
+``enx_server_data_messages_total{type}``      counter    chat / user data messages relayed
+``enx_server_data_bytes_total{type}``         counter    their sizes (compact JSON, UTF-8)
 ``enx_server_failures_total{where}``           counter    unexpected exceptions the server
                                                           survived (logged with their traceback);
                                                           ``where``: signalling_handler,
@@ -93,6 +95,12 @@ class ServerCollector:
         refusals = CounterMetricFamily(
             "enx_server_join_refusals", "Tokens refused, by error code.", labels=["code"]
         )
+        data_messages = CounterMetricFamily(
+            "enx_server_data_messages", "Chat and user data messages relayed, by type.", labels=["type"]
+        )
+        data_bytes = CounterMetricFamily(
+            "enx_server_data_bytes", "Sizes of the data messages relayed, by type.", labels=["type"]
+        )
         failures = CounterMetricFamily(
             FAILURES, "Unexpected exceptions the server survived, by where.", labels=["where"]
         )
@@ -115,10 +123,14 @@ class ServerCollector:
             joins.add_metric([], stats.joins)
             for code, count in sorted(dict(stats.refusals).items()):
                 refusals.add_metric([str(code)], count)
+            for kind, count in sorted(dict(stats.data_messages).items()):
+                data_messages.add_metric([kind], count)
+            for kind, count in sorted(dict(stats.data_bytes).items()):
+                data_bytes.add_metric([kind], count)
             for where, count in sorted(dict(server.failures.counts).items()):
                 failures.add_metric([where], count)
         yield from (rooms, participants, published, forwarded, packets, octets, alerts, restores, joins)
-        yield from (refusals, failures)
+        yield from (refusals, data_messages, data_bytes, failures)
 
 
 def server_registry(server: RoomApi) -> CollectorRegistry:

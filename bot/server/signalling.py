@@ -38,7 +38,8 @@ the work is done by one collaborator per concern, sharing the rooms, the media s
 - :mod:`.join`: the ``token`` handshake, rejoin matching, ``room-connected``;
 - :mod:`.presence`: sessions, away and grace, stale streams, leaving (the participant phases);
 - :mod:`.requests`: publish, subscribe, mutes, drop, ``signaling_message`` and the media legs;
-- :mod:`.bandwidth_events`: the detector's loop, the injection, verdicts as events.
+- :mod:`.bandwidth_events`: the detector's loop, the injection, verdicts as events;
+- :mod:`.data_relay`: chat and custom data (``sendDataStreamToRoom``).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from bot.proto import (
 )
 
 from .bandwidth_events import BandwidthEvents
+from .data_relay import MAX_SOCKET_MESSAGE_BYTES, DataRelay
 from .errors import ClientNotFound, RequestRefused, ServerError
 from .join import Joining
 from .media import MediaServer
@@ -111,6 +113,7 @@ class Signalling:
             ping_timeout=PING_TIMEOUT_S,
             cors_allowed_origins="*",
             async_handlers=False,
+            max_http_buffer_size=MAX_SOCKET_MESSAGE_BYTES,
             # Our own loggers: given True/False, python-socketio and python-engineio attach a
             # StreamHandler of their own that prints tracebacks for a client's garbage to stderr.
             logger=logging.getLogger("socketio.server"),
@@ -150,7 +153,8 @@ class Signalling:
             rooms=rooms, media=media, outbox=self.outbox, tasks=self.tasks, stats=self.stats
         )
         self._closing = False
-        self._handlers = self.requests.handlers()
+        self.data_relay = DataRelay(presences=self.presences, outbox=self.outbox, stats=self.stats)
+        self._handlers = {**self.requests.handlers(), **self.data_relay.handlers()}
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         for name in [*CLIENT_EVENTS, *MUTE_EVENTS]:

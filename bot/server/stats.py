@@ -28,9 +28,17 @@ class SignallingStats:
     """Low-bandwidth verdicts sent, by leg (``publisher``: detector or injected)."""
     restores: int = 0
     """Restored verdicts sent."""
+    data_messages: dict[str, int] = field(default_factory=dict)
+    """Chat and user data messages relayed (``sendDataStreamToRoom`` accepted), by type."""
+    data_bytes: dict[str, int] = field(default_factory=dict)
+    """Their sizes (compact JSON, UTF-8), by type."""
 
     def refused(self, code: int) -> None:
         self.refusals[int(code)] = self.refusals.get(int(code), 0) + 1
+
+    def data_relayed(self, kind: str, size: int) -> None:
+        self.data_messages[kind] = self.data_messages.get(kind, 0) + 1
+        self.data_bytes[kind] = self.data_bytes.get(kind, 0) + size
 
 
 class Failures:

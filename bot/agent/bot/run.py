@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import enum
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from bot.rtc import EnxRtc, RoomError
 from ..config import BotConfig
 from ..ops.observe import BotObserver, NullObserver, listening
 from ..rules.policy import Action, BandwidthFallback
+from .chat import Chat
 from .receive import Receiver
 
 log = structlog.get_logger("bot.agent")
@@ -87,6 +89,9 @@ class Bot:
         self._policy_timer: asyncio.TimerHandle | None = None
         self._policy_tasks: set[asyncio.Task[None]] = set()
         self.receiver = Receiver(cfg.receive, lambda: self.log)
+        self.chat = Chat(
+            cfg.name, cfg.receive, log=lambda: self.log, events=self.events, rtc=lambda: self.rtc
+        )
         self._totals_task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -169,6 +174,7 @@ class Bot:
                 self._totals_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._totals_task
+            await self.chat.aclose()
             await rtc.disconnect()
             for track in (audio, video):
                 if track is not None:
@@ -224,6 +230,16 @@ class Bot:
         rtc.on_user_reconnect_success = self._on_reconnected
         rtc.on_room_bandwidth_alert = self._on_bandwidth_alert
         rtc.on_room_bandwidth_restored = self._on_bandwidth_restored
+        rtc.on_message_received = self.chat.message_received
+        rtc.on_user_data_received = self.chat.user_data_received
+
+    async def send_message(self, text: str, to: Iterable[str] | str = ()) -> dict[str, Any]:
+        """Chat from this bot (see :meth:`Chat.send_message`): the scenario engine's way in."""
+        return await self.chat.send_message(text, to)
+
+    async def send_user_data(self, data: object, to: Iterable[str] | str = ()) -> dict[str, Any]:
+        """Custom data from this bot (see :meth:`Chat.send_user_data`)."""
+        return await self.chat.send_user_data(data, to)
 
     def callback_failed(self, name: str) -> None:
         """An EnxRtc callback of this bot raised (EnxRtc logged it): count it as

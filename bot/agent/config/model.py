@@ -26,6 +26,7 @@ from bot.rtc import LocalInfo, RoomInfo
 
 from ..rules.policy import FallbackSettings
 from ..rules.ramp import Backoff, RampSchedule, Stage, parse_duration
+from .chat import ReplyConfig
 
 DEFAULT_API_URL = "https://api.enablex.io/video/v2"
 
@@ -95,7 +96,8 @@ class ReceiveConfig:
     video (like EnableX's active talkers); each received stream goes to a ``sink``: ``discard``
     (count, never decode), ``record`` (files under ``record_dir``, no re-encoding, a new file
     every ``rotate_s``) or ``frames`` (decode and drop: the CPU of a real viewer);
-    ``stats_interval_s`` logs ``stream_stats`` per received stream this often."""
+    ``stats_interval_s`` logs ``stream_stats`` per received stream this often; chat and user
+    data are logged (``log_messages``: with their text) and chat may be answered (``reply``)."""
 
     subscribe: SubscribeMode | list[str] = "none"
     max_video: int | None = None
@@ -103,6 +105,9 @@ class ReceiveConfig:
     record_dir: str = "recordings"
     rotate_s: float | str | None = None
     stats_interval_s: float | str | None = None
+    log_messages: bool = True
+    """Log the text of received chat and user data (cut at 200 characters); false: sizes only."""
+    reply: ReplyConfig | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.subscribe, tuple | list):
@@ -159,6 +164,8 @@ class BotConfig:
             raise ValueError("join_delay must be 0 or more seconds")
         if self.stay is not None and self.stay <= 0:
             raise ValueError("stay must be more than 0 seconds (or omitted: until a signal)")
+        if self.receive.reply is not None and not self.local_info.data:
+            raise ValueError("receive.reply sends chat: it needs local_info: {data: true}")
 
     def join_local_info(self) -> LocalInfo:
         """``local_info`` as this bot joins with it: named after the bot unless it says otherwise,

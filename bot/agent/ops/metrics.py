@@ -18,6 +18,10 @@ name                                        type       meaning
 ``enx_media_received_bytes_total``          counter    media bytes received
 ``enx_media_received_packets_total``        counter    RTP packets received
 ``enx_media_packets_lost_total``            counter    packets lost (as RTCP reports them)
+``enx_data_messages_total{direction,type}``
+                                            counter    chat / user data messages ``sent``
+                                                       (acknowledged) / ``received``
+``enx_data_bytes_total{direction,type}``    counter    their sizes (compact JSON, UTF-8)
 ``enx_room_participants{room}``             gauge      participants per room, as our bots see it
 ``enx_failures_total{where}``               counter    unexpected failures contained (logged with
                                                        the traceback): ``callback:<name>``,
@@ -81,6 +85,18 @@ class Metrics(NullObserver):
         self.recv_bytes = Counter("enx_media_received_bytes", "Media bytes received.", registry=r)
         self.recv_packets = Counter("enx_media_received_packets", "RTP packets received.", registry=r)
         self.lost = Counter("enx_media_packets_lost", "RTP packets lost, as RTCP reports them.", registry=r)
+        self.data_messages = Counter(
+            "enx_data_messages",
+            "Chat and user data messages sent or received.",
+            ["direction", "type"],
+            registry=r,
+        )
+        self.data_bytes = Counter(
+            "enx_data_bytes",
+            "Sizes of the data messages sent or received.",
+            ["direction", "type"],
+            registry=r,
+        )
         self.participants = Gauge("enx_room_participants", "Participants per room.", ["room"], registry=r)
         self.failures = Counter(
             "enx_failures", "Unexpected failures contained, by where they happened.", ["where"], registry=r
@@ -132,6 +148,10 @@ class Metrics(NullObserver):
         for counter, inc in zip(counters, d, strict=True):
             if inc:
                 counter.inc(inc)
+
+    def data_message(self, bot: str, direction: str, kind: str, size: int) -> None:
+        self.data_messages.labels(direction=direction, type=kind).inc()
+        self.data_bytes.labels(direction=direction, type=kind).inc(max(0, size))
 
     def room_participants(self, room: str, n: int) -> None:
         self.participants.labels(room=room).set(max(0, n))

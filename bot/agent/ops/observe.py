@@ -86,6 +86,12 @@ class BotObserver(Protocol):
         that goes down (a new peer connection after a reconnect) starts counting again from it."""
         return None
 
+    def data_message(self, bot: str, direction: str, kind: str, size: int) -> None:
+        """``bot`` sent (``direction`` ``sent``, acknowledged by the room) or received
+        (``received``) one chat (``kind`` ``chat``) or user data (``user_data``) message of
+        ``size`` bytes."""
+        return None
+
     def room_participants(self, room: str, n: int) -> None:
         """``room`` has ``n`` participants (ourselves included), as a bot in it last saw."""
         return None

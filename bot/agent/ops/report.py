@@ -33,6 +33,8 @@ from .report_html import render_html
 from .report_stats import histogram, latency_summary
 
 SCHEMA = "enx-bot.report/1"
+DATA_KEYS = ("chat_sent", "chat_received", "user_data_sent", "user_data_received")
+"""Chat and custom data messages per bot and in the summary (``data``)."""
 MEDIA_KEYS = ("sent_bytes", "sent_packets", "recv_bytes", "recv_packets", "lost")
 FAULT_STATES = frozenset({BotState.RECONNECTING, BotState.AUDIO_ONLY})
 OUTCOME_OF_STATE = {
@@ -54,6 +56,8 @@ class BotTimeline:
     bandwidth_alerts: int = 0
     fallbacks: int = 0
     media: list[int] = field(default_factory=lambda: [0] * len(MEDIA_KEYS))
+    data: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DATA_KEYS, 0))
+    """Chat and user data messages: ``chat_sent``, ``chat_received``, ``user_data_sent``, ..."""
 
     @property
     def state(self) -> BotState | None:
@@ -145,6 +149,11 @@ class RunRecorder(NullObserver):
         d = self._media.delta(bot, (sent_bytes, sent_packets, recv_bytes, recv_packets, lost))
         b.media = [a + x for a, x in zip(b.media, d, strict=True)]
 
+    def data_message(self, bot: str, direction: str, kind: str, size: int) -> None:
+        key = f"{kind}_{direction}"
+        if key in DATA_KEYS:
+            self._bot(bot).data[key] += 1
+
     def room_participants(self, room: str, n: int) -> None:
         r = self.rooms.setdefault(room, {"participants": 0, "max_participants": 0})
         r["participants"] = n
@@ -204,6 +213,7 @@ class RunRecorder(NullObserver):
         outcomes: dict[str, int] = {}
         latencies: list[float] = []
         media_total = [0] * len(MEDIA_KEYS)
+        data_total = dict.fromkeys(DATA_KEYS, 0)
         faults_met = faults_survived = reconnects = alerts = fallbacks = 0
         for b in self.bots.values():
             met, survived = b.faults()
@@ -212,6 +222,7 @@ class RunRecorder(NullObserver):
             if b.join_latency_s is not None:
                 latencies.append(b.join_latency_s * 1000)
             media_total = [a + x for a, x in zip(media_total, b.media, strict=True)]
+            data_total = {k: data_total[k] + b.data[k] for k in DATA_KEYS}
             faults_met += met
             faults_survived += survived
             reconnects += b.reconnects
@@ -226,6 +237,7 @@ class RunRecorder(NullObserver):
                     "state": b.state.value if b.state else None,
                     "join_latency_ms": _ms_of(b.join_latency_s),
                     "media": dict(zip(MEDIA_KEYS, b.media, strict=True)),
+                    "data": dict(b.data),
                     "faults": {
                         "reconnects": b.reconnects,
                         "bandwidth_alerts": b.bandwidth_alerts,
@@ -251,6 +263,7 @@ class RunRecorder(NullObserver):
                 "outcomes": dict(sorted(outcomes.items())),
                 "join_latency_ms": latency_summary(latencies),
                 "media": dict(zip(MEDIA_KEYS, media_total, strict=True)),
+                "data": data_total,
                 "faults": {
                     "reconnects": reconnects,
                     "bandwidth_alerts": alerts,

@@ -7,11 +7,13 @@ in these two methods. Fields we do not model are kept in ``extra`` so nothing is
 message is relayed.
 
 One module per direction: ``common`` (shared parts), ``sdp`` (``signaling_message``
-payloads), ``requests`` (client -> server), ``notices`` (server -> client), ``acks``.
+payloads), ``requests`` (client -> server), ``notices`` (server -> client), ``acks``; ``data`` (chat and
+custom data, both directions).
 """
 
 from .acks import Ack
 from .common import DEFAULT_PERMISSIONS, IceServer, Json, MediaKind, StreamInfo, UserInfo
+from .data import DataReceived, SendData
 from .notices import (
     ActiveTalkersUpdated,
     BandwidthEvent,
@@ -62,6 +64,7 @@ ClientEvent = (
     | UnsubscribeRequest
     | DropRequest
     | SelfMuteRequest
+    | SendData
 )
 ServerEvent = (
     RoomConnected
@@ -73,6 +76,7 @@ ServerEvent = (
     | UserMuteChanged
     | BandwidthEvent
     | ActiveTalkersUpdated
+    | DataReceived
     | UnknownEvent
 )
 
@@ -86,6 +90,7 @@ __all__ = [
     "BandwidthEvent",
     "Candidate",
     "ClientEvent",
+    "DataReceived",
     "DropRequest",
     "EndOfCandidates",
     "GetMaxTalkers",
@@ -101,6 +106,7 @@ __all__ = [
     "RoomConnected",
     "SdpMessage",
     "SelfMuteRequest",
+    "SendData",
     "ServerEvent",
     "SignalingMessage",
     "StreamAdded",
