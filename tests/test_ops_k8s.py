@@ -128,3 +128,48 @@ def test_the_configmap_configs_load_with_the_pod_env(kind: str) -> None:
     assert cfg.mode == "credentials" and cfg.bots
     if kind == "job":
         assert len(cfg.bots) >= int(env["ENX_SHARD_COUNT"])  # every pod has bots to run
+
+
+def test_shard_reports_land_on_one_claim_that_the_merge_job_and_the_reader_mount() -> None:
+    claim = DOCS["PersistentVolumeClaim/enx-bot-reports"]["metadata"]["name"]
+    merge_job = DOCS["Job/enx-bot-report-merge"]
+    reader = DOCS["Pod/enx-bot-reports-reader"]
+
+    def claim_at(pod: dict[str, Any], c: dict[str, Any], path: str) -> str:
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        return str(volumes[mounts[path]]["persistentVolumeClaim"]["claimName"])
+
+    job_pod = JOB["spec"]["template"]["spec"]
+    reports = env_of(container(JOB))["ENX_REPORT_DIR"]["value"]
+    assert claim_at(job_pod, container(JOB), reports) == claim
+    merge_pod = merge_job["spec"]["template"]["spec"]
+    (merge_c,) = merge_pod["containers"]
+    assert claim_at(merge_pod, merge_c, reports) == claim
+    assert merge_c["args"][:3] == ["report", "merge", reports]
+    assert merge_job["spec"]["backoffLimit"] == 0  # an incomplete merge (exit 5) is not retried
+    (reader_c,) = reader["spec"]["containers"]
+    assert claim_at(reader["spec"], reader_c, reports) == claim
+
+
+def test_the_merge_jobs_command_runs(tmp_path: Path) -> None:
+    """The collector's own arguments, with the claim's path swapped for a folder of shards."""
+    import json
+    import subprocess
+    import sys
+
+    from bot.agent.ops import RunRecorder
+
+    (merge_c,) = DOCS["Job/enx-bot-report-merge"]["spec"]["template"]["spec"]["containers"]
+    for index in range(2):
+        rec = RunRecorder(target=1, meta={"shard_index": index, "shard_count": 2, "config_digest": "d"})
+        rec.bot_state(f"b{index}", "joining")
+        rec.join_latency(f"b{index}", 0.1 * (index + 1))
+        rec.bot_state(f"b{index}", "connected")
+        rec.outcome(f"b{index}", "completed")
+        rec.write_reports(tmp_path, f"report-{index}")
+    args = [a.replace("/reports", str(tmp_path)) for a in merge_c["args"]]
+    proc = subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    merged = json.loads((tmp_path / "merged" / "report.json").read_text())
+    assert merged["summary"]["bots"] == 2 and merged["missing_shards"] == []
