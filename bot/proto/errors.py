@@ -25,6 +25,7 @@ class ErrorCode(IntEnum):
     ALREADY_IN_STATE = 1177
     RECONNECT_REFUSED = 1178
     # room-disconnected causes
+    DISCONNECTED_BY_MODERATOR = 2001  # docs/protocol/moderation.md
     UNEXPECTED_DISCONNECT = 2002
     NORMAL_DISCONNECT = 2006
     # server refusals of the token handshake
@@ -40,6 +41,14 @@ class ErrorCode(IntEnum):
     NOT_JOINED = 4120
     MALFORMED_REQUEST = 4121
     MEDIA_NEGOTIATION_FAILED = 4122
+    # moderator requests refused (EnableX's codes; docs/protocol/moderation.md)
+    HARD_MUTE_NOT_PERMITTED = 5001
+    HARD_UNMUTE_NOT_PERMITTED = 5002
+    RECORD_NOT_PERMITTED = 5007
+    RECORDING_ALREADY_ON = 5034
+    ROOM_ALREADY_HARD_MUTED = 5038
+    ROOM_NOT_HARD_MUTED = 5039
+    DROP_NOT_PERMITTED = 5116
 
 
 class ProtocolError(Exception):

@@ -12,6 +12,18 @@ payloads), ``requests`` (client -> server), ``notices`` (server -> client), ``ac
 
 from .acks import Ack
 from .common import DEFAULT_PERMISSIONS, IceServer, Json, MediaKind, StreamInfo, UserInfo
+from .moderation import (
+    HARD_MUTE_USER_EVENTS,
+    MODERATION_CLIENT_EVENTS,
+    MODERATION_SERVER_EVENTS,
+    HardMuteRoom,
+    HardMuteUser,
+    RoomDisconnected,
+    RoomHardMuted,
+    RoomRecordOn,
+    StartRecord,
+    hard_mute_user_event,
+)
 from .notices import (
     ActiveTalkersUpdated,
     BandwidthEvent,
@@ -62,6 +74,9 @@ ClientEvent = (
     | UnsubscribeRequest
     | DropRequest
     | SelfMuteRequest
+    | HardMuteRoom
+    | HardMuteUser
+    | StartRecord
 )
 ServerEvent = (
     RoomConnected
@@ -73,12 +88,19 @@ ServerEvent = (
     | UserMuteChanged
     | BandwidthEvent
     | ActiveTalkersUpdated
+    | RoomHardMuted
+    | RoomRecordOn
+    | RoomDisconnected
+    | HardMuteUser
     | UnknownEvent
 )
 
 __all__ = [
     "DEFAULT_PERMISSIONS",
     "END_MARKER",
+    "HARD_MUTE_USER_EVENTS",
+    "MODERATION_CLIENT_EVENTS",
+    "MODERATION_SERVER_EVENTS",
     "MUTE_EVENTS",
     "Ack",
     "ActiveTalkersUpdated",
@@ -89,6 +111,8 @@ __all__ = [
     "DropRequest",
     "EndOfCandidates",
     "GetMaxTalkers",
+    "HardMuteRoom",
+    "HardMuteUser",
     "IceServer",
     "Json",
     "LogClientEvent",
@@ -99,10 +123,14 @@ __all__ = [
     "PublishRequest",
     "Ready",
     "RoomConnected",
+    "RoomDisconnected",
+    "RoomHardMuted",
+    "RoomRecordOn",
     "SdpMessage",
     "SelfMuteRequest",
     "ServerEvent",
     "SignalingMessage",
+    "StartRecord",
     "StreamAdded",
     "StreamInfo",
     "StreamRemoved",
@@ -115,6 +143,7 @@ __all__ = [
     "UserDisconnected",
     "UserInfo",
     "UserMuteChanged",
+    "hard_mute_user_event",
     "mute_event_name",
     "sdp_message_from_payload",
     "sdp_message_to_payload",
