@@ -234,6 +234,11 @@ class RoomServer:
         """Cut a participant's socket as a network fault would (``POST .../drop``)."""
         await self.signalling.drop_connection(room_id, client_id)
 
+    async def drop_participant(self, room_id: str, client_id: str) -> None:
+        """End a participant's session as a moderator would (``DELETE .../participants/{id}``):
+        it hears ``room-disconnected`` 2001 and does not rejoin."""
+        await self.signalling.drop_participant(room_id, client_id)
+
     async def inject_bandwidth(
         self, room_id: str, client_ids: list[str], *, kbps: float | None = None, restored: bool = False
     ) -> None:

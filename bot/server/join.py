@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -70,6 +70,8 @@ class Joining:
         self.stats = stats
         self.ice_servers = tuple(ice_servers)
         self.max_talkers = max_talkers
+        self.on_admitted: list[Callable[[Room, Participant], None]] = []
+        """Called as a participant is (re)admitted, before anyone hears of it (moderation)."""
 
     def refuse(
         self,

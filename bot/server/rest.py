@@ -1,5 +1,8 @@
 """REST API of the room server (PROTOCOL.md section 11) and the emulator's endpoints.
 
+``DELETE /video/v2/rooms/{id}/participants/{client_id}`` drops a participant as a moderator
+would (``room-disconnected`` 2001 to it, no reconnection; 404 if it is not in the room).
+
 Emulator (tests and demos): ``GET /emulator/rooms/{id}`` (room view),
 ``POST /emulator/rooms/{id}/clients/{client_id}/drop`` (cut that participant's socket as a
 network fault would; 404 if it has none), ``POST /emulator/rooms/{id}/bandwidth`` with
@@ -184,6 +187,12 @@ async def room_view(request: web.Request) -> web.Response:
     return web.json_response(_api(request).room_view(request.match_info["room_id"]))
 
 
+async def drop_participant(request: web.Request) -> web.Response:
+    """A moderator's drop on behalf of the application server (no reconnection follows)."""
+    await _api(request).drop_participant(request.match_info["room_id"], request.match_info["client_id"])
+    return web.json_response({"result": 0})
+
+
 async def drop_client(request: web.Request) -> web.Response:
     await _api(request).drop_connection(request.match_info["room_id"], request.match_info["client_id"])
     return web.json_response({"result": 0})
@@ -243,6 +252,7 @@ def make_app(api: RoomApi) -> web.Application:
     app.router.add_get(f"{API_PREFIX}/rooms/{{room_id}}", get_room)
     app.router.add_delete(f"{API_PREFIX}/rooms/{{room_id}}", delete_room)
     app.router.add_post(f"{API_PREFIX}/rooms/{{room_id}}/tokens", create_token)
+    app.router.add_delete(f"{API_PREFIX}/rooms/{{room_id}}/participants/{{client_id}}", drop_participant)
     app.router.add_get(f"{EMULATOR_PREFIX}/rooms/{{room_id}}", room_view)
     app.router.add_post(f"{EMULATOR_PREFIX}/rooms/{{room_id}}/clients/{{client_id}}/drop", drop_client)
     app.router.add_post(f"{EMULATOR_PREFIX}/rooms/{{room_id}}/bandwidth", bandwidth)

@@ -38,7 +38,8 @@ the work is done by one collaborator per concern, sharing the rooms, the media s
 - :mod:`.join`: the ``token`` handshake, rejoin matching, ``room-connected``;
 - :mod:`.presence`: sessions, away and grace, stale streams, leaving (the participant phases);
 - :mod:`.requests`: publish, subscribe, mutes, drop, ``signaling_message`` and the media legs;
-- :mod:`.bandwidth_events`: the detector's loop, the injection, verdicts as events.
+- :mod:`.bandwidth_events`: the detector's loop, the injection, verdicts as events;
+- :mod:`.moderation`: a moderator's drop of others, hard mutes, recording notices.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from .bandwidth_events import BandwidthEvents
 from .errors import ClientNotFound, RequestRefused, ServerError
 from .join import Joining
 from .media import MediaServer
+from .moderation import Moderation
 from .outbox import Outbox
 from .presence import RECONNECT_GRACE_S, Presences, Session
 from .requests import AckPayload, Requests
@@ -148,6 +150,15 @@ class Signalling:
         )
         self._closing = False
         self._handlers = self.requests.handlers()
+        self.moderation = Moderation(
+            rooms=rooms,
+            presences=self.presences,
+            outbox=self.outbox,
+            tasks=self.tasks,
+            requests=self._handlers,
+        )
+        self._handlers = {**self._handlers, **self.moderation.handlers()}
+        self.joining.on_admitted.append(self.moderation.admitted)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         for name in [*CLIENT_EVENTS, *MUTE_EVENTS]:
@@ -251,6 +262,7 @@ class Signalling:
     async def close_room(self, room: Room) -> None:
         """Disconnect everyone in a room being deleted."""
         await self.presences.close_room(room)
+        self.moderation.forget(room.room_id)
 
     async def aclose(self) -> None:
         """Disconnect every socket and stop every task (idempotent)."""
@@ -288,6 +300,10 @@ class Signalling:
         eio_sid = self.sio.manager.eio_sid_from_sid(session.sid, "/")
         if eio_sid is not None:  # no transport to cut: close Engine.IO at least
             await self.sio.eio.disconnect(eio_sid)
+
+    async def drop_participant(self, room_id: str, client_id: str) -> None:
+        """The application server drops a participant (see :meth:`.Moderation.drop_by_server`)."""
+        await self.moderation.drop_by_server(room_id, client_id)
 
     async def inject_bandwidth(
         self, room_id: str, client_ids: Sequence[str], *, kbps: float | None, restored: bool
