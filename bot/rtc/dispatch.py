@@ -30,7 +30,8 @@ from bot.proto import (
     UserMuteChanged,
 )
 
-from .callbacks import CallbackName
+from .callbacks import CallbackName, Json
+from .moderation import ModerationEvents
 from .publisher import LocalPublisher
 from .session import Context, Item, LinkLost, MediaFailed, RoomSession, SubscribeFailed, SubscriptionBroken
 from .signalling import SocketClosed
@@ -49,6 +50,7 @@ class Dispatcher:
         publisher: LocalPublisher,
         subscriber: RemoteSubscriptions,
         lost: Callable[[str], Awaitable[None]],
+        end: Callable[[Json], Awaitable[None]] | None = None,
     ) -> None:
         self._ctx = ctx
         self._publisher = publisher
@@ -73,6 +75,7 @@ class Dispatcher:
                 BandwidthEvent: publisher.bandwidth,
                 RoomConnected: self._room_connected,
                 UnknownEvent: self._unknown,
+                **(ModerationEvents(ctx, publisher, end).handlers() if end is not None else {}),
             }
         )
 

@@ -21,11 +21,13 @@ import structlog
 from aiortc.mediastreams import MediaStreamTrack
 
 from bot.media import MediaError, MediaSpec, SharedMedia, open_media
+from bot.proto import ErrorCode
 from bot.rtc import EnxRtc, RoomError
 
 from ..config import BotConfig
 from ..ops.observe import BotObserver, NullObserver, listening
 from ..rules.policy import Action, BandwidthFallback
+from .moderation import wire_moderation
 from .receive import Receiver
 
 log = structlog.get_logger("bot.agent")
@@ -38,6 +40,7 @@ class Outcome(enum.StrEnum):
     COMPLETED = "completed"  # stayed as long as asked, or stopped by a signal, and left cleanly
     JOIN_FAILED = "join_failed"
     LOST = "lost"  # the session ended without being asked to
+    DROPPED = "dropped"  # a moderator (or the application server) removed it: not a failure, exit 0
 
 
 @dataclass
@@ -198,6 +201,8 @@ class Bot:
                 w.cancel()
         if gone in done and not gone.cancelled():
             cause = gone.result() or {}
+            if cause.get("cause") == ErrorCode.DISCONNECTED_BY_MODERATOR:  # it does not rejoin
+                return Outcome.DROPPED, str(cause.get("msg", "disconnected-by-moderator"))
             return Outcome.LOST, str(cause.get("msg", "disconnected"))
         if stop in done:
             return Outcome.COMPLETED, "signal"
@@ -224,6 +229,7 @@ class Bot:
         rtc.on_user_reconnect_success = self._on_reconnected
         rtc.on_room_bandwidth_alert = self._on_bandwidth_alert
         rtc.on_room_bandwidth_restored = self._on_bandwidth_restored
+        wire_moderation(rtc, lambda: self.log)
 
     def callback_failed(self, name: str) -> None:
         """An EnxRtc callback of this bot raised (EnxRtc logged it): count it as
