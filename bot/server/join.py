@@ -124,6 +124,8 @@ class Joining:
             phase=attempt,
         )
         self.presences.admit(session, room, participant)
+        for hook in self.on_admitted:
+            hook(room, participant)
         self.tokens.consume(claims, client_id)
         self.stats.joins += 1
         # What the joiner sees is fixed now; anything later reaches it through ``pending``.
@@ -177,6 +179,8 @@ class Joining:
         """Restore a participant on a new socket: same clientId, nothing for the others to see
         yet; its old streams become stale (removed when it publishes again)."""
         away_s = await self.presences.restore(session, room, participant)
+        for hook in self.on_admitted:
+            hook(room, participant)
         self.tokens.consume(claims, participant.client_id)
         self.stats.joins += 1
         snapshot = self._snapshot(room, participant, session)

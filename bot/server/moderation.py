@@ -25,26 +25,24 @@ from typing import Any
 import structlog
 
 from bot.proto import (
+    HARD_MUTE_USER_EVENTS,
     Ack,
     DropRequest,
     ErrorCode,
     HardMuteRoom,
     HardMuteUser,
+    HardUnmuteRoom,
     MediaKind,
     RoomDisconnected,
     RoomHardMuted,
+    RoomHardUnmuted,
+    RoomRecordOff,
     RoomRecordOn,
     SelfMuteRequest,
     StartRecord,
+    StopRecord,
     UserMuteChanged,
     hard_mute_user_event,
-)
-from bot.proto.events.moderation import (
-    HARD_MUTE_USER_EVENTS,
-    HardUnmuteRoom,
-    RoomHardUnmuted,
-    RoomRecordOff,
-    StopRecord,
 )
 
 from .errors import ClientNotFound, RequestRefused
