@@ -186,3 +186,50 @@ async def test_recording_notices(room_server: RoomServer, room_id: str) -> None:
     assert "on_room_recording_on" not in mod_rec.names()
     await bob.disconnect()
     await mod.disconnect()
+
+
+async def test_a_hard_mute_survives_a_rejoin_and_a_release_while_away_reaches_the_rejoined_client(
+    room_server: RoomServer, room_id: str
+) -> None:
+    mod, _ = await _join(room_server, room_id, "mod", NO_MEDIA, "moderator")
+    reconnect = {"allow_reconnect": True, "number_of_attempts": 5, "timeout_interval": 30}
+    bob, bob_rec = await _join(room_server, room_id, "bob", AV, room_info=reconnect)
+    carol, carol_rec = await _join(room_server, room_id, "carol", AV, room_info=reconnect)
+    for rec in (bob_rec, carol_rec):
+        await rec.wait_for("on_published_stream")
+    await mod.hard_mute_user_audio(str(bob.client_id))
+    await mod.hard_mute_user_video(str(carol.client_id))
+    await bob_rec.wait_for("on_received_hard_mute_audio")
+    await carol_rec.wait_for("on_received_hard_mute_video")
+
+    # bob loses the network and comes back: still hard-muted, told nothing new
+    await room_server.drop_connection(room_id, str(bob.client_id))
+    await bob_rec.wait_for("on_user_reconnect_success", within=20)
+    await eventually(
+        lambda: packets(room_server, room_id, bob.client_id, "video") > 10, what="bob's new stream"
+    )
+    assert await growth(room_server, room_id, bob, "audio") == 0, "audio flows again after the rejoin"
+    assert len(bob_rec.payloads("on_received_hard_mute_audio")) == 1
+    with pytest.raises(RoomError):
+        await bob.mute_self_audio(False)
+
+    # carol's video is released while she is away: her rejoined SDK hears it and resumes
+    calls = len(carol_rec.calls)
+    await room_server.drop_connection(room_id, str(carol.client_id))
+    await carol_rec.wait_for("on_connection_lost", after=calls)
+    await eventually(
+        lambda: any(
+            p["name"] == "carol" and not p["connected"]
+            for p in room_server.room_view(room_id)["participants"]
+        ),
+        what="carol away",
+    )
+    await mod.hard_unmute_user_video(str(carol.client_id))
+    await carol_rec.wait_for("on_user_reconnect_success", within=20)
+    await carol_rec.wait_for("on_received_hard_unmute_video")
+    await eventually(
+        lambda: packets(room_server, room_id, carol.client_id, "video") > 10, what="carol's video"
+    )
+    await carol.mute_self_video(True)  # and it is hers again
+    for rtc in (bob, carol, mod):
+        await rtc.disconnect()

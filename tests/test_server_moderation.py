@@ -288,3 +288,57 @@ async def test_rest_drop_of_a_participant(
     assert told["cause"]["code"] == ErrorCode.DISCONNECTED_BY_MODERATOR and "moderator" not in told
     await mod.next("user-disconnected", lambda p: p["clientId"] == bob.client_id)
     assert _ids(room_server, room["room_id"]) == {mod.client_id}
+
+
+async def test_emulator_hard_mute_and_recording_act_as_a_moderator(
+    room_server: RoomServer, room: dict[str, Any], raw_client: Connect
+) -> None:
+    bob = await _joined(room_server, room, raw_client, "bob", "participant")
+    carol = await _joined(room_server, room, raw_client, "carol", "participant")
+    base = f"{room_server.url}/emulator/rooms/{room['room_id']}"
+    async with aiohttp.ClientSession(headers=_auth()) as http:
+        for path, body in (
+            ("hard-mute", {"muted": "yes"}),
+            ("hard-mute", {"muted": True, "kind": "video"}),
+            ("hard-mute", {"muted": True, "client_id": 5}),
+            ("hard-mute", {"muted": True, "client_id": "x" * 1000}),
+            ("hard-mute", {"muted": True, "client_id": bob.client_id, "kind": "screen"}),
+            ("recording", {"on": 1}),
+            ("recording", {}),
+        ):
+            async with http.post(f"{base}/{path}", json=body) as r:
+                assert r.status == 400, (path, body, await r.text())
+                assert len((await r.json())["error"]) < 300
+        async with http.post(f"{base}/hard-mute", data=b"not json") as r:
+            assert r.status == 400
+        async with http.post(f"{room_server.url}/emulator/rooms/nope/recording", json={"on": True}) as r:
+            assert r.status == 404
+        async with http.post(f"{base}/hard-mute", json={"muted": True, "client_id": "nobody"}) as r:
+            assert r.status == 400
+        assert "room-muted" not in bob.names() and not _muted(
+            room_server, room["room_id"], bob.client_id, "audio"
+        )
+
+        async with http.post(f"{base}/hard-mute", json={"muted": True}) as r:
+            assert r.status == 200 and (await r.json())["result"] == 0
+        async with http.post(f"{base}/hard-mute", json={"muted": True}) as r:
+            assert r.status == 400 and "already" in (await r.json())["error"]
+        for client in (bob, carol):
+            assert (await client.next("room-muted"))["moderator"] == ""
+        assert (await bob.ack("user-audio-unmuted"))["result"] == ErrorCode.NOT_PERMITTED
+        async with http.post(f"{base}/hard-mute", json={"muted": False}) as r:
+            assert r.status == 200
+        await bob.next("room-unmuted")
+        body = {"muted": True, "client_id": carol.client_id, "kind": "video"}
+        async with http.post(f"{base}/hard-mute", json=body) as r:
+            assert r.status == 200 and (await r.json())["clientId"] == carol.client_id
+        await carol.next("hardmute-user-video")
+        await bob.next("user-video-muted", lambda p: p["clientId"] == carol.client_id)
+        async with http.post(f"{base}/recording", json={"on": True}) as r:
+            assert r.status == 200
+        for client in (bob, carol):
+            await client.next("room-record-on")
+        async with http.post(f"{base}/recording", json={"on": False}) as r:
+            assert r.status == 200
+        await bob.next("room-record-off")
+    assert room_server.failures.counts == {}

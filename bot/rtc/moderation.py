@@ -177,7 +177,9 @@ class ModerationEvents:
         room = self._ctx.room
         if room is not None and room.me.role == "moderator":
             return  # a room-wide hard mute is for participants
-        await self._publisher.hard_mute("audio", "room", muted)
+        if not await self._publisher.hard_mute("audio", "room", muted):
+            self._ctx.log.debug("hard_mute_unchanged", scope="room", muted=muted)
+            return  # e.g. the state a rejoin is told again
         self._ctx.log.debug("room_hard_muted", muted=muted, moderator=item.moderator)
         callback: CallbackName = "on_received_hard_mute" if muted else "on_received_hard_unmute"
         await self._ctx.fire(callback, item.to_payload())
@@ -187,7 +189,9 @@ class ModerationEvents:
         if room is not None and item.client_id != room.client_id:
             self._ctx.log.debug("hard_mute_not_ours", other=item.client_id)
             return
-        await self._publisher.hard_mute(item.KIND, "user", item.MUTED)
+        if not await self._publisher.hard_mute(item.KIND, "user", item.MUTED):
+            self._ctx.log.debug("hard_mute_unchanged", scope="user", kind=item.KIND, muted=item.MUTED)
+            return
         await self._ctx.fire(_notice_callback(item.KIND, item.MUTED), item.to_payload())
 
     async def _recording(self, item: RoomRecordOn) -> None:

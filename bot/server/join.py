@@ -70,8 +70,9 @@ class Joining:
         self.stats = stats
         self.ice_servers = tuple(ice_servers)
         self.max_talkers = max_talkers
-        self.on_admitted: list[Callable[[Room, Participant], None]] = []
-        """Called as a participant is (re)admitted, before anyone hears of it (moderation)."""
+        self.on_admitted: list[Callable[[Room, Participant, bool], None]] = []
+        """``hook(room, participant, rejoin)`` as a participant is (re)admitted, before anyone
+        hears of it (moderation)."""
 
     def refuse(
         self,
@@ -125,7 +126,7 @@ class Joining:
         )
         self.presences.admit(session, room, participant)
         for hook in self.on_admitted:
-            hook(room, participant)
+            hook(room, participant, False)
         self.tokens.consume(claims, client_id)
         self.stats.joins += 1
         # What the joiner sees is fixed now; anything later reaches it through ``pending``.
@@ -180,7 +181,7 @@ class Joining:
         yet; its old streams become stale (removed when it publishes again)."""
         away_s = await self.presences.restore(session, room, participant)
         for hook in self.on_admitted:
-            hook(room, participant)
+            hook(room, participant, True)
         self.tokens.consume(claims, participant.client_id)
         self.stats.joins += 1
         snapshot = self._snapshot(room, participant, session)

@@ -127,18 +127,24 @@ class Moderation:
 
     # ------------------------------------------------------------------ joining
 
-    def admitted(self, room: Room, participant: Participant) -> None:
-        """A (re)joined participant: held to what is imposed, told after its room-connected."""
+    def admitted(self, room: Room, participant: Participant, rejoin: bool) -> None:
+        """A (re)joined participant: held to what is imposed, told after its room-connected.
+        A rejoined one is told the whole state, releases included (they may have happened
+        while it was away; its SDK ignores what does not change)."""
         state = self.of(room)
         for kind in sorted(self.hard_muted(room, participant)):
             setattr(participant, f"{kind}_muted", True)
-        if state.muted_by is not None and participant.role != MODERATOR:
-            participant.pending.append(RoomHardMuted(moderator=state.muted_by, msg="Room is muted"))
-        for kind in sorted(state.hard.get(participant.client_id, ())):
-            notice = hard_mute_user_event(kind, True)
-            participant.pending.append(
-                notice(client_id=participant.client_id, moderator="", msg="hard-muted")
+        if participant.role != MODERATOR and (rejoin or state.muted_by is not None):
+            muted = state.muted_by is not None
+            notice = (RoomHardMuted if muted else RoomHardUnmuted)(
+                moderator=state.muted_by or "", msg="Room is muted" if muted else "Room is un-muted"
             )
+            participant.pending.append(notice)
+        hard = state.hard.get(participant.client_id, set())
+        for kind in ("audio", "video"):
+            if kind in hard or rejoin:
+                wire = hard_mute_user_event(kind, kind in hard)
+                participant.pending.append(wire(client_id=participant.client_id, msg="state after joining"))
         if state.recording_by is not None:
             participant.pending.append(
                 RoomRecordOn(moderator=state.recording_by, msg="Room is being recorded")
@@ -161,34 +167,46 @@ class Moderation:
         muted = event.MUTED
         code = ErrorCode.HARD_MUTE_NOT_PERMITTED if muted else ErrorCode.HARD_UNMUTE_NOT_PERMITTED
         room, moderator = self._moderator(session, code, event.WIRE)
+        return await self.mute_room(room, muted, moderator=moderator.client_id)
+
+    async def mute_room(self, room: Room, muted: bool, *, moderator: str = "") -> Json:
+        """Hard-mute (or release) the room; ``moderator`` empty: the emulator asked."""
         state = self.of(room)
         if muted and state.muted_by is not None:
             raise RequestRefused("the room is hard-muted already", ErrorCode.ROOM_ALREADY_HARD_MUTED)
         if not muted and state.muted_by is None:
             raise RequestRefused("the room is not hard-muted", ErrorCode.ROOM_NOT_HARD_MUTED)
-        state.muted_by = moderator.client_id if muted else None
-        log.info("room_hard_muted", room=room.room_id, moderator=moderator.client_id, muted=muted)
+        state.muted_by = moderator if muted else None
+        log.info("room_hard_muted", room=room.room_id, moderator=moderator or None, muted=muted)
         msg = "Room is muted" if muted else "Room is un-muted"
-        notice = (RoomHardMuted if muted else RoomHardUnmuted)(moderator=moderator.client_id, msg=msg)
-        for other in list(room.others(moderator.client_id)):
+        notice = (RoomHardMuted if muted else RoomHardUnmuted)(moderator=moderator, msg=msg)
+        for other in list(room.others(moderator)):
             if muted and other.role != MODERATOR:
                 await self._silence(room, other, "audio")
             await self.outbox.send(other, notice)
         return Ack(msg=msg).to_payload()
 
     async def _on_user_mute(self, session: Session, event: HardMuteUser) -> Json:
-        kind, muted = event.KIND, event.MUTED
         room, moderator = self._moderator(session, ErrorCode.NOT_PERMITTED, event.WIRE)
-        target = room.participants.get(event.client_id)
-        if target is None or target.client_id == moderator.client_id:
+        return await self.mute_user(
+            room, event.client_id, event.KIND, event.MUTED, moderator=moderator.client_id
+        )
+
+    async def mute_user(
+        self, room: Room, client_id: str, kind: MediaKind, muted: bool, *, moderator: str = ""
+    ) -> Json:
+        """Hard-mute (or release) one kind of one other participant."""
+        wire = hard_mute_user_event(kind, muted)
+        target = room.participants.get(client_id)
+        if target is None or target.client_id == moderator:
             raise RequestRefused(
-                f"{event.WIRE}: no other participant {event.client_id!r} in the room",
+                f"{wire.WIRE}: no other participant {client_id[:64]!r} in the room",
                 ErrorCode.INVALID_PARAMETERS,
             )
         kinds = self.of(room).hard.setdefault(target.client_id, set())
         if (kind in kinds) == muted:
             state = "hard-muted" if muted else "not hard-muted"
-            raise RequestRefused(f"{event.WIRE}: its {kind} is {state} already", ErrorCode.ALREADY_IN_STATE)
+            raise RequestRefused(f"{wire.WIRE}: its {kind} is {state} already", ErrorCode.ALREADY_IN_STATE)
         if muted:
             kinds.add(kind)
             await self._silence(room, target, kind)
@@ -197,16 +215,14 @@ class Moderation:
         log.info(
             "user_hard_muted",
             room=room.room_id,
-            moderator=moderator.client_id,
+            moderator=moderator or None,
             user=target.name,
             user_id=target.client_id,
             kind=kind,
             muted=muted,
         )
         msg = f"{kind} {'hard-muted' if muted else 'released'}"
-        await self.outbox.send(
-            target, type(event)(client_id=target.client_id, moderator=moderator.client_id, msg=msg)
-        )
+        await self.outbox.send(target, wire(client_id=target.client_id, moderator=moderator, msg=msg))
         return Ack(msg=msg, fields={"clientId": target.client_id}).to_payload()
 
     async def _silence(self, room: Room, participant: Participant, kind: MediaKind) -> None:
@@ -223,16 +239,20 @@ class Moderation:
 
     async def _on_record(self, session: Session, event: StartRecord) -> Json:
         room, moderator = self._moderator(session, ErrorCode.RECORD_NOT_PERMITTED, event.WIRE)
-        state, on = self.of(room), event.ON
+        return await self.record(room, event.ON, moderator=moderator.client_id)
+
+    async def record(self, room: Room, on: bool, *, moderator: str = "") -> Json:
+        """Turn the room's recording notice on or off."""
+        state = self.of(room)
         if on and state.recording_by is not None:
             raise RequestRefused("the room is being recorded already", ErrorCode.RECORDING_ALREADY_ON)
         if not on and state.recording_by is None:
             raise RequestRefused("the room is not being recorded", ErrorCode.ALREADY_IN_STATE)
-        state.recording_by = moderator.client_id if on else None
-        log.info("recording_changed", room=room.room_id, moderator=moderator.client_id, recording=on)
+        state.recording_by = moderator if on else None
+        log.info("recording_changed", room=room.room_id, moderator=moderator or None, recording=on)
         msg = "Room is being recorded" if on else "Room recording stopped"
-        notice = (RoomRecordOn if on else RoomRecordOff)(moderator=moderator.client_id, msg=msg)
-        await self.outbox.broadcast(room, notice, exclude=moderator.client_id)
+        notice = (RoomRecordOn if on else RoomRecordOff)(moderator=moderator, msg=msg)
+        await self.outbox.broadcast(room, notice, exclude=moderator)
         return Ack(msg=msg).to_payload()
 
     # ------------------------------------------------------------------ dropping
