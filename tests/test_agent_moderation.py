@@ -61,7 +61,9 @@ async def test_a_bot_dropped_by_a_moderator_ends_dropped_with_exit_0_and_never_r
 
         await mod.hard_mute()
         await _events_until(bot.stdout, events, "hard_muted")
-        assert events[-1]["kind"] == "audio" and events[-1]["scope"] == "room" and events[-1]["moderator"]
+        line = events[-1]
+        assert line["kind"] == "audio" and line["scope"] == "room"
+        assert line["user"] == "mod" and line["user_id"] == mod.client_id
         await asyncio.sleep(0.3)  # what was in flight
         before = packets(room_server, room_id, worker, "audio")
         await asyncio.sleep(1.0)

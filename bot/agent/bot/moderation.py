@@ -2,9 +2,11 @@
 
 A hard mute is carried out by the SDK (the kind stops at the sender until released); the bot
 logs ``hard_muted`` / ``hard_unmuted`` with the ``kind``, the ``scope`` (``room``: the whole
-room, ``user``: this bot) and the ``moderator``'s client id. Recording notices are logged as
-``room_recording_on`` / ``room_recording_off``; the acknowledgements of its own mutes as
-``audio_event`` / ``video_event``. Being dropped is the run's business (``Outcome.DROPPED``).
+room, ``user``: this bot) and, as every line about another participant, the moderator's
+``user`` (name) and ``user_id`` (clientId; None when the application server acted). Recording
+notices are logged as ``room_recording_on`` / ``room_recording_off`` (with the moderator too);
+the acknowledgements of its own mutes as ``audio_event`` / ``video_event``. Being dropped is the
+run's business (``Outcome.DROPPED``).
 """
 
 from __future__ import annotations
@@ -20,17 +22,23 @@ Log = Callable[[], Any]
 def wire_moderation(rtc: EnxRtc, log: Log) -> None:
     """Point ``rtc``'s moderation callbacks at log lines (``log()``: the bot's bound logger now)."""
 
+    def who(client_id: object) -> dict[str, Any]:
+        name = next(
+            (u.get("name") for u in rtc.get_user_list() if client_id and u.get("clientId") == client_id), None
+        )
+        return {"user": name, "user_id": client_id or None}
+
     def hard(muted: bool, kind: str, scope: str) -> Callable[[dict[str, Any]], None]:
         def on(payload: dict[str, Any]) -> None:
             event = "hard_muted" if muted else "hard_unmuted"
-            log().warning(event, kind=kind, scope=scope, moderator=payload.get("moderator") or None)
+            log().warning(event, kind=kind, scope=scope, **who(payload.get("moderator")))
 
         return on
 
     def recording(on: bool) -> Callable[[dict[str, Any]], None]:
         def notice(payload: dict[str, Any]) -> None:
             event = "room_recording_on" if on else "room_recording_off"
-            log().info(event, moderator=payload.get("moderatorId") or None)
+            log().info(event, **who(payload.get("moderatorId")))
 
         return notice
 
