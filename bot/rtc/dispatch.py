@@ -3,7 +3,8 @@ order, each to its handler in a table keyed by type (as ``bot.server.signalling`
 
 Room events update :class:`~bot.rtc.state.RoomState` before their callback fires; media events
 go to the publisher or the subscriptions; a loss (socket closed, publish leg broken) goes to
-the owner's ``lost`` (reconnection or leaving). A handler that raises is logged
+the owner's ``lost`` (reconnection or leaving); moderation notices to :mod:`.moderation` (``end``
+leaves without reconnecting). A handler that raises is logged
 (``event_failed``) and reported to ``on_failure("dispatcher", exc)``; the next item is handled.
 """
 

@@ -9,7 +9,8 @@ answered ``{result: 4121, msg}`` (4101 for ``token``) and changes nothing. Event
 participant are held back until its ``room-connected`` is out, so it never hears of a stream
 or user before it knows the room, and never twice.
 
-**Leaving and losing the network** (PROTOCOL.md sections 6 and 8). ``drop``, or a Socket.IO
+**Leaving and losing the network** (PROTOCOL.md sections 6 and 8). ``drop`` (``{self: true}``
+or nothing: a moderator's ``drop {all, clientIds}`` drops others, see :mod:`.moderation`), or a Socket.IO
 disconnect the client sent itself, removes the participant at once: others hear
 ``onRemoveStream`` per stream, then ``user-disconnected``. A socket that closes any other way
 (transport closed or broken, ping timeout: a network fault) leaves the participant *away*
