@@ -1,6 +1,7 @@
 """``enx-bot``: parse arguments, configure logging, load the config, run; signals live here only.
 
-Exit codes: 0 normal end, 2 invalid config or arguments, 3 join failed, 4 session lost.
+Exit codes: 0 normal end, 2 invalid config or arguments, 3 join failed, 4 session lost (a bot
+dropped by a moderator is not a failure: outcome ``dropped``, exit 0).
 Bad input gets one line on stderr (what, where, what to do) and never a traceback.
 """
 

@@ -191,6 +191,14 @@ def test_every_flutter_method_and_callback_exists() -> None:
         "on_subscribed_stream", "on_stats",
         "on_message_received", "on_user_data_received", "on_acknowledged_send_data",
     }  # fmt: skip
+    brief |= {  # moderation (issue 14)
+        "on_audio_event", "on_video_event", "on_received_hard_mute", "on_received_hard_unmute",
+        "on_received_hard_mute_audio", "on_received_hard_unmute_audio", "on_received_hard_mute_video",
+        "on_received_hard_unmute_video", "on_room_recording_on", "on_room_recording_off",
+        "on_ack_drop_user", "on_hard_muted", "on_hard_unmuted", "on_hard_muted_audio",
+        "on_hard_unmuted_audio", "on_hard_muted_video", "on_hard_unmuted_video",
+        "on_start_recording_event", "on_stop_recording_event",
+    }  # fmt: skip
     assert brief == set(CALLBACK_NAMES)
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .events import (
+    MODERATION_CLIENT_EVENTS,
+    MODERATION_SERVER_EVENTS,
     MUTE_EVENTS,
     ActiveTalkersUpdated,
     BandwidthEvent,
@@ -51,6 +53,7 @@ CLIENT_EVENTS: dict[str, Any] = {
         UnsubscribeRequest,
         DropRequest,
         SendData,
+        *MODERATION_CLIENT_EVENTS,
     )
 }
 SERVER_EVENTS: dict[str, Any] = {
@@ -65,6 +68,7 @@ SERVER_EVENTS: dict[str, Any] = {
         BandwidthEvent,
         ActiveTalkersUpdated,
         DataReceived,
+        *MODERATION_SERVER_EVENTS,
     )
 }
 LEGACY_BANDWIDTH_EVENTS = ("onSelfBandwidthAlert", "onBandwidthAlert")
@@ -108,7 +112,8 @@ def decode_client(name: str, args: tuple[Any, ...] | list[Any]) -> ClientEvent:
     if cls is None:
         raise RemoteProtocolError(f"unknown client event '{name}'", ErrorCode.MALFORMED_REQUEST)
     payload = _first(name, args)
-    if payload is None and cls not in (GetMaxTalkers, DropRequest):
+    optional = cls in (GetMaxTalkers, DropRequest) or getattr(cls, "PAYLOAD_OPTIONAL", False)
+    if payload is None and not optional:
         raise RemoteProtocolError(f"{name}: missing argument", ErrorCode.MALFORMED_REQUEST)
     event: ClientEvent = cls.from_payload(payload)
     return event

@@ -26,6 +26,7 @@ class ErrorCode(IntEnum):
     RECONNECT_REFUSED = 1178
     DATA_TOO_LARGE = 1195  # the Web SDK's code for a message over its size limit
     # room-disconnected causes
+    DISCONNECTED_BY_MODERATOR = 2001  # docs/protocol/moderation.md
     UNEXPECTED_DISCONNECT = 2002
     NORMAL_DISCONNECT = 2006
     # server refusals of the token handshake
@@ -42,6 +43,14 @@ class ErrorCode(IntEnum):
     MALFORMED_REQUEST = 4121
     MEDIA_NEGOTIATION_FAILED = 4122
     RECIPIENT_NOT_FOUND = 4140  # sendDataStreamToRoom: a client id not in the room
+    # moderator requests refused (EnableX's codes; docs/protocol/moderation.md)
+    HARD_MUTE_NOT_PERMITTED = 5001
+    HARD_UNMUTE_NOT_PERMITTED = 5002
+    RECORD_NOT_PERMITTED = 5007
+    RECORDING_ALREADY_ON = 5034
+    ROOM_ALREADY_HARD_MUTED = 5038
+    ROOM_NOT_HARD_MUTED = 5039
+    DROP_NOT_PERMITTED = 5116
 
 
 class ProtocolError(Exception):

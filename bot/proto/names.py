@@ -21,6 +21,16 @@ SERVER_EVENT_NAMES: dict[str, str] = {
     "bandwidthEvents": "bandwidth_event",
     "active-talkers-updated": "active_talker_list",
     "onDataStreamToRoom": "data_received",
+    # moderation (docs/protocol/moderation.md)
+    "room-disconnected": "room_disconnected",
+    "room-muted": "received_hard_mute",
+    "room-unmuted": "received_hard_unmute",
+    "hardmute-user-audio": "received_hard_mute_audio",
+    "hardunmute-user-audio": "received_hard_unmute_audio",
+    "hardmute-user-video": "received_hard_mute_video",
+    "hardunmute-user-video": "received_hard_unmute_video",
+    "room-record-on": "room_recording_on",
+    "room-record-off": "room_recording_off",
 }
 
 # Flutter callback -> (EnxRtc attribute, what the payload is)
@@ -59,6 +69,26 @@ FLUTTER_CALLBACKS: dict[str, tuple[str, str]] = {
         "on_acknowledged_send_data",
         "dict: the ack of each send_message / send_user_data: {result: 0} or {result: code, msg}",
     ),
+    # moderation (bot/rtc/moderation.py, docs/protocol/moderation.md)
+    "onAudioEvent": ("on_audio_event", 'dict: {result: 0, msg: "Audio Off" | "Audio On"} (muteSelfAudio)'),
+    "onVideoEvent": ("on_video_event", 'dict: {result: 0, msg: "Video Off" | "Video On"} (muteSelfVideo)'),
+    "onReceivedHardMute": ("on_received_hard_mute", "dict: {moderator, msg, status} (room-muted)"),
+    "onReceivedHardUnMute": ("on_received_hard_unmute", "dict: {moderator, msg, status} (room-unmuted)"),
+    "onReceivedHardMuteAudio": ("on_received_hard_mute_audio", "dict: {clientId, moderator, msg}"),
+    "onReceivedHardUnMuteAudio": ("on_received_hard_unmute_audio", "dict: {clientId, moderator, msg}"),
+    "onReceivedHardMuteVideo": ("on_received_hard_mute_video", "dict: {clientId, moderator, msg}"),
+    "onReceivedHardUnMuteVideo": ("on_received_hard_unmute_video", "dict: {clientId, moderator, msg}"),
+    "onRoomRecordingOn": ("on_room_recording_on", "dict: {moderatorId, msg} (room-record-on)"),
+    "onRoomRecordingOff": ("on_room_recording_off", "dict: {moderatorId, msg} (room-record-off)"),
+    "onAckDropUser": ("on_ack_drop_user", "dict: {result, msg, clientIds, notFound} (moderator)"),
+    "onHardMuted": ("on_hard_muted", "dict: {result, msg} (moderator's ack of hardMute)"),
+    "onHardUnMuted": ("on_hard_unmuted", "dict: {result, msg} (moderator's ack of hardUnMute)"),
+    "onHardMutedAudio": ("on_hard_muted_audio", "dict: {result, msg, clientId}"),
+    "onHardUnMutedAudio": ("on_hard_unmuted_audio", "dict: {result, msg, clientId}"),
+    "onHardMutedVideo": ("on_hard_muted_video", "dict: {result, msg, clientId}"),
+    "onHardUnMutedVideo": ("on_hard_unmuted_video", "dict: {result, msg, clientId}"),
+    "onStartRecordingEvent": ("on_start_recording_event", "dict: {result, msg} (moderator)"),
+    "onStopRecordingEvent": ("on_stop_recording_event", "dict: {result, msg} (moderator)"),
 }
 
 # Flutter method -> EnxRtc method
@@ -81,4 +111,14 @@ FLUTTER_METHODS: dict[str, str] = {
     "getMaxTalkers": "get_max_talkers",
     "sendMessage": "send_message",
     "sendUserData": "send_user_data",
+    # moderation (moderator role)
+    "dropUser": "drop_user",
+    "hardMute": "hard_mute",
+    "hardUnMute": "hard_unmute",
+    "hardMuteUserAudio": "hard_mute_user_audio",
+    "hardUnMuteUserAudio": "hard_unmute_user_audio",
+    "hardMuteUserVideo": "hard_mute_user_video",
+    "hardUnMuteUserVideo": "hard_unmute_user_video",
+    "startRecord": "start_record",
+    "stopRecord": "stop_record",
 }

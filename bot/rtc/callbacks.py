@@ -43,6 +43,26 @@ CallbackName = Literal[
     "on_message_received",
     "on_user_data_received",
     "on_acknowledged_send_data",
+    # moderation (bot/rtc/moderation.py)
+    "on_audio_event",
+    "on_video_event",
+    "on_received_hard_mute",
+    "on_received_hard_unmute",
+    "on_received_hard_mute_audio",
+    "on_received_hard_unmute_audio",
+    "on_received_hard_mute_video",
+    "on_received_hard_unmute_video",
+    "on_room_recording_on",
+    "on_room_recording_off",
+    "on_ack_drop_user",
+    "on_hard_muted",
+    "on_hard_unmuted",
+    "on_hard_muted_audio",
+    "on_hard_unmuted_audio",
+    "on_hard_muted_video",
+    "on_hard_unmuted_video",
+    "on_start_recording_event",
+    "on_stop_recording_event",
 ]
 CALLBACK_NAMES: tuple[str, ...] = get_args(CallbackName)
 

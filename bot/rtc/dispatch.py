@@ -3,7 +3,8 @@ order, each to its handler in a table keyed by type (as ``bot.server.signalling`
 
 Room events update :class:`~bot.rtc.state.RoomState` before their callback fires; media events
 go to the publisher or the subscriptions; a loss (socket closed, publish leg broken) goes to
-the owner's ``lost`` (reconnection or leaving). A handler that raises is logged
+the owner's ``lost`` (reconnection or leaving); moderation notices to :mod:`.moderation` (``end``
+leaves without reconnecting). A handler that raises is logged
 (``event_failed``) and reported to ``on_failure("dispatcher", exc)``; the next item is handled.
 """
 
@@ -31,8 +32,9 @@ from bot.proto import (
     UserMuteChanged,
 )
 
-from .callbacks import CallbackName
+from .callbacks import CallbackName, Json
 from .data import deliver as deliver_data
+from .moderation import ModerationEvents
 from .publisher import LocalPublisher
 from .session import Context, Item, LinkLost, MediaFailed, RoomSession, SubscribeFailed, SubscriptionBroken
 from .signalling import SocketClosed
@@ -51,6 +53,7 @@ class Dispatcher:
         publisher: LocalPublisher,
         subscriber: RemoteSubscriptions,
         lost: Callable[[str], Awaitable[None]],
+        end: Callable[[Json], Awaitable[None]] | None = None,
     ) -> None:
         self._ctx = ctx
         self._publisher = publisher
@@ -76,6 +79,7 @@ class Dispatcher:
                 RoomConnected: self._room_connected,
                 DataReceived: lambda item: deliver_data(ctx, item),
                 UnknownEvent: self._unknown,
+                **(ModerationEvents(ctx, publisher, end).handlers() if end is not None else {}),
             }
         )
 

@@ -54,6 +54,7 @@ from .callbacks import Callback, CallbackName, ErrorHook, Json, invoke
 from .data import CHAT_MAX_BYTES, USER_DATA_MAX_BYTES, RoomData
 from .errors import RoomError
 from .lifecycle import NORMAL_DISCONNECT, UNEXPECTED_DISCONNECT, Lifecycle
+from .moderation import ModeratorControls
 from .options import LocalInfo, RoomInfo, SubscribeOptions
 from .publisher import LocalPublisher
 from .session import Context, FailureHook, report
@@ -67,8 +68,9 @@ __all__ = ["IN_ROOM", "NORMAL_DISCONNECT", "UNEXPECTED_DISCONNECT", "EnxRtc", "P
 _log = structlog.get_logger(__name__)
 
 
-class EnxRtc:
-    """A headless EnableX participant (Flutter ``EnxRtc`` / ``EnxRoom``).
+class EnxRtc(ModeratorControls):
+    """A headless EnableX participant (Flutter ``EnxRtc`` / ``EnxRoom``); moderator controls
+    and the moderation callbacks come from :class:`~bot.rtc.moderation.ModeratorControls`.
 
     ``audio_track``/``video_track`` are aiortc tracks to publish; when None and ``local_info``
     asks for that kind, silence / a black picture is sent. Tracks passed in are never stopped
@@ -264,7 +266,8 @@ class EnxRtc:
 
     async def mute_self_audio(self, mute: bool) -> None:
         """Stop (or resume) sending audio without renegotiating, and tell the room
-        (``user-audio-muted`` / ``-unmuted``). RoomError 1171 when not connected."""
+        (``user-audio-muted`` / ``-unmuted``); ``on_audio_event`` acknowledges it. RoomError
+        1171 when not connected, 1168 to unmute while a moderator hard-mutes it."""
         await self._publisher.mute("audio", mute)
 
     async def mute_self_video(self, mute: bool) -> None:

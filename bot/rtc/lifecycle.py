@@ -46,7 +46,13 @@ class Lifecycle:
         self._ctx = ctx
         self._publisher = publisher
         self._subscriber = subscriber
-        self.dispatcher = Dispatcher(ctx, publisher, subscriber, self._connection_lost)
+        self.dispatcher = Dispatcher(
+            ctx,
+            publisher,
+            subscriber,
+            self._connection_lost,
+            end=lambda payload: self.leave(payload, leave=False),
+        )
         self._reconnector: Reconnector | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._stats_task: asyncio.Task[None] | None = None

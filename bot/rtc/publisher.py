@@ -42,15 +42,17 @@ VideoHold = Literal["audio_only_mode", "bandwidth"]
 
 
 class MediaState:
-    """Mutes (the app's, per kind) and video holds (audio-only mode, the room's bandwidth
-    verdict): a kind flows when not muted and, for video, not held."""
+    """Mutes (the app's, per kind), a moderator's hard mutes (per kind, by scope: ``room``,
+    ``user``) and video holds (audio-only mode, the room's bandwidth verdict): a kind flows
+    when neither muted nor hard-muted and, for video, not held."""
 
     def __init__(self) -> None:
         self.muted: dict[MediaKind, bool] = {"audio": False, "video": False}
+        self.hard: dict[MediaKind, set[str]] = {"audio": set(), "video": set()}
         self.holds: set[VideoHold] = set()
 
     def sending(self, kind: MediaKind) -> bool:
-        if self.muted[kind]:
+        if self.muted[kind] or self.hard[kind]:
             return False
         return kind != "video" or not self.holds
 
@@ -253,16 +255,43 @@ class LocalPublisher:
     # ------------------------------------------------------------------ mutes and holds
 
     async def mute(self, kind: MediaKind, mute: bool) -> None:
-        """The app's mute of ``kind``; RoomError 1171 when not in a room."""
+        """The app's mute of ``kind``, acknowledged by ``on_audio_event`` / ``on_video_event``
+        (``{result, msg: "Audio Off"|...}``). RoomError 1171 when not in a room, 1168 to
+        unmute while a moderator hard-mutes it."""
         ctx = self._ctx
         if ctx.phase.phase not in IN_ROOM or ctx.room is None:
             raise RoomError(ErrorCode.ROOM_NOT_CONNECTED, f"cannot mute {kind}: not in a room")
+        if not mute and self.media.hard[kind]:
+            scopes = ", ".join(sorted(self.media.hard[kind]))
+            raise RoomError(
+                ErrorCode.NOT_PERMITTED, f"cannot unmute {kind}: hard-muted by a moderator ({scopes})"
+            )
         if self.media.muted[kind] == mute:
             ctx.log.debug("mute_unchanged", kind=kind, muted=mute)
             return
         before = self.media.sending(kind)
         self.media.muted[kind] = mute
-        await self._media_changed(kind, before)
+        ack = await self._media_changed(kind, before)
+        word = f"{kind.capitalize()} {'Off' if mute else 'On'}"
+        result = (
+            {"result": 0, "msg": word} if ack is None or ack.ok else {"result": ack.result, "msg": ack.msg}
+        )
+        await ctx.fire("on_audio_event" if kind == "audio" else "on_video_event", result)
+
+    async def hard_mute(self, kind: MediaKind, scope: str, hold: bool) -> bool:
+        """A moderator's hard mute of ``kind`` (``scope``: ``room`` or ``user``) or its release;
+        False when nothing changed. The server relayed the mute itself; a release that lets the
+        kind flow again is told to the room as our own unmute."""
+        scopes = self.media.hard[kind]
+        if (scope in scopes) == hold:
+            return False
+        before = self.media.sending(kind)
+        if hold:
+            scopes.add(scope)
+        else:
+            scopes.discard(scope)
+        await self._media_changed(kind, before, tell=not hold)
+        return True
 
     async def hold_video(self, reason: VideoHold, hold: bool) -> None:
         holds = self.media.holds
@@ -277,35 +306,37 @@ class LocalPublisher:
         self._ctx.log.debug("video_hold", reason=reason, hold=hold)
         await self._media_changed("video", before)
 
-    async def _media_changed(self, kind: MediaKind, before: bool) -> None:
+    async def _media_changed(self, kind: MediaKind, before: bool, *, tell: bool = True) -> Ack | None:
         """Gate the sender to the new state and, if what the room sees changed, tell it
-        (once our stream is ready; before that ``_published`` does)."""
+        (once our stream is ready; before that ``_published`` does). The room's ack, if asked."""
         after = self.media.sending(kind)
         publication = self.publication
         if publication is not None:
             publication.leg.set_sending(kind, after)
         if self._ctx.room is not None:
             self._ctx.room.set_self_muted(kind, not after)
-        if before == after:
-            return
+        if before == after or not tell:
+            return None
         if publication is None or publication.state == "ready":
-            await self._request_mute(kind, not after)
+            return await self._request_mute(kind, not after)
+        return None
 
     async def _send_mutes(self, changes: list[tuple[MediaKind, bool]]) -> None:
         for kind, muted in changes:
             await self._request_mute(kind, muted)
 
-    async def _request_mute(self, kind: MediaKind, muted: bool) -> None:
+    async def _request_mute(self, kind: MediaKind, muted: bool) -> Ack | None:
         session = self._ctx.session
         if session is None or not session.signalling.connected:
-            return  # a rejoin's re-publish tells the room
+            return None  # a rejoin's re-publish tells the room
         try:
             ack = await session.signalling.request(SelfMuteRequest(kind=kind, muted=muted))
         except RoomError as err:
             self._ctx.log.warning("mute_not_sent", kind=kind, muted=muted, error=err.msg)
-            return
+            return None
         if not ack.ok:
             self._ctx.log.warning("mute_refused", kind=kind, muted=muted, code=ack.result, msg=ack.msg)
+        return ack
 
     # ------------------------------------------------------------------ ending
 

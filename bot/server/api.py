@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
+from bot.proto import MediaKind
+
 from .rooms import RoomRegistry
 from .stats import Failures, SignallingStats
 
@@ -76,6 +78,14 @@ class RoomApi(Protocol):
     def room_view(self, room_id: str) -> Json: ...
 
     def drop_connection(self, room_id: str, client_id: str) -> Awaitable[None]: ...
+
+    def drop_participant(self, room_id: str, client_id: str) -> Awaitable[None]: ...
+
+    def hard_mute(
+        self, room_id: str, muted: bool, *, client_id: str | None = None, kind: MediaKind = "audio"
+    ) -> Awaitable[Json]: ...
+
+    def set_recording(self, room_id: str, on: bool) -> Awaitable[Json]: ...
 
     def inject_bandwidth(
         self, room_id: str, client_ids: list[str], *, kbps: float | None = None, restored: bool = False

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from bot.proto import IceServer, redact
+from bot.proto import IceServer, MediaKind, redact
 
 from .api import MediaCounts
 from .bandwidth import BandwidthSettings
@@ -233,6 +233,25 @@ class RoomServer:
     async def drop_connection(self, room_id: str, client_id: str) -> None:
         """Cut a participant's socket as a network fault would (``POST .../drop``)."""
         await self.signalling.drop_connection(room_id, client_id)
+
+    async def drop_participant(self, room_id: str, client_id: str) -> None:
+        """End a participant's session as a moderator would (``DELETE .../participants/{id}``):
+        it hears ``room-disconnected`` 2001 and does not rejoin."""
+        await self.signalling.drop_participant(room_id, client_id)
+
+    async def hard_mute(
+        self, room_id: str, muted: bool, *, client_id: str | None = None, kind: MediaKind = "audio"
+    ) -> dict[str, Any]:
+        """As a moderator's hard mute: the room's audio (no ``client_id``) or one participant's
+        ``kind`` (``POST /emulator/rooms/{id}/hard-mute``). RequestRefused when already so."""
+        moderation, room = self.signalling.moderation, self.rooms.get(room_id)
+        if client_id is None:
+            return await moderation.mute_room(room, muted)
+        return await moderation.mute_user(room, client_id, kind, muted)
+
+    async def set_recording(self, room_id: str, on: bool) -> dict[str, Any]:
+        """As a moderator's startRecord / stopRecord (``POST /emulator/rooms/{id}/recording``)."""
+        return await self.signalling.moderation.record(self.rooms.get(room_id), on)
 
     async def inject_bandwidth(
         self, room_id: str, client_ids: list[str], *, kbps: float | None = None, restored: bool = False

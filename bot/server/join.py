@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -70,6 +70,9 @@ class Joining:
         self.stats = stats
         self.ice_servers = tuple(ice_servers)
         self.max_talkers = max_talkers
+        self.on_admitted: list[Callable[[Room, Participant, bool], None]] = []
+        """``hook(room, participant, rejoin)`` as a participant is (re)admitted, before anyone
+        hears of it (moderation)."""
 
     def refuse(
         self,
@@ -122,6 +125,8 @@ class Joining:
             phase=attempt,
         )
         self.presences.admit(session, room, participant)
+        for hook in self.on_admitted:
+            hook(room, participant, False)
         self.tokens.consume(claims, client_id)
         self.stats.joins += 1
         # What the joiner sees is fixed now; anything later reaches it through ``pending``.
@@ -175,6 +180,8 @@ class Joining:
         """Restore a participant on a new socket: same clientId, nothing for the others to see
         yet; its old streams become stale (removed when it publishes again)."""
         away_s = await self.presences.restore(session, room, participant)
+        for hook in self.on_admitted:
+            hook(room, participant, True)
         self.tokens.consume(claims, participant.client_id)
         self.stats.joins += 1
         snapshot = self._snapshot(room, participant, session)

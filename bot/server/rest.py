@@ -1,10 +1,16 @@
 """REST API of the room server (PROTOCOL.md section 11) and the emulator's endpoints.
 
+``DELETE /video/v2/rooms/{id}/participants/{client_id}`` drops a participant as a moderator
+would (``room-disconnected`` 2001 to it, no reconnection; 404 if it is not in the room).
+
 Emulator (tests and demos): ``GET /emulator/rooms/{id}`` (room view),
 ``POST /emulator/rooms/{id}/clients/{client_id}/drop`` (cut that participant's socket as a
 network fault would; 404 if it has none), ``POST /emulator/rooms/{id}/bandwidth`` with
 ``{"client_ids": [...], "bandwidth": <kbps>}`` (alert) or ``{"client_ids": [...], "restored":
-true}`` (restore; optional ``bandwidth``): the bandwidth detector's own events. ``GET|HEAD
+true}`` (restore; optional ``bandwidth``): the bandwidth detector's own events; ``POST
+/emulator/rooms/{id}/hard-mute`` with ``{"muted": bool}`` (the room) or ``{"muted": bool,
+"client_id": ..., "kind": "audio"|"video"}`` and ``POST /emulator/rooms/{id}/recording`` with
+``{"on": bool}``: a moderator's hard mutes and recording notices (docs/protocol/moderation.md). ``GET|HEAD
 /status`` (no auth) answers the clients' network probe (``internetDetectionUrl``). ``GET
 /metrics`` (no auth, like most exporters: room ids and counts, no secrets) is the Prometheus
 exposition of :mod:`.metrics` plus the process's ``process_*``.
@@ -184,9 +190,43 @@ async def room_view(request: web.Request) -> web.Response:
     return web.json_response(_api(request).room_view(request.match_info["room_id"]))
 
 
+async def drop_participant(request: web.Request) -> web.Response:
+    """A moderator's drop on behalf of the application server (no reconnection follows)."""
+    await _api(request).drop_participant(request.match_info["room_id"], request.match_info["client_id"])
+    return web.json_response({"result": 0})
+
+
 async def drop_client(request: web.Request) -> web.Response:
     await _api(request).drop_connection(request.match_info["room_id"], request.match_info["client_id"])
     return web.json_response({"result": 0})
+
+
+async def hard_mute(request: web.Request) -> web.Response:
+    """``{muted: bool}`` the room's audio, or ``{muted, client_id, kind?: audio|video}`` one
+    participant's; as a moderator would (400 when it is so already)."""
+    api = _api(request)
+    room_id = request.match_info["room_id"]
+    api.rooms.get(room_id)  # 404 before 400
+    body = await body_of(request)
+    muted, client_id, kind = body.get("muted"), body.get("client_id"), body.get("kind", "audio")
+    if not isinstance(muted, bool):
+        raise BadRequest("field 'muted' must be true or false")
+    if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= 128):
+        raise BadRequest("field 'client_id' must be a client id")
+    if kind not in ("audio", "video") or (client_id is None and kind != "audio"):
+        raise BadRequest("field 'kind' must be 'audio' or 'video' ('audio' for the whole room)")
+    return web.json_response(await api.hard_mute(room_id, muted, client_id=client_id, kind=kind))
+
+
+async def recording(request: web.Request) -> web.Response:
+    """``{on: bool}``: the room's recording notices, as a moderator's startRecord / stopRecord."""
+    api = _api(request)
+    room_id = request.match_info["room_id"]
+    api.rooms.get(room_id)
+    on = (await body_of(request)).get("on")
+    if not isinstance(on, bool):
+        raise BadRequest("field 'on' must be true or false")
+    return web.json_response(await api.set_recording(room_id, on))
 
 
 async def bandwidth(request: web.Request) -> web.Response:
@@ -243,7 +283,10 @@ def make_app(api: RoomApi) -> web.Application:
     app.router.add_get(f"{API_PREFIX}/rooms/{{room_id}}", get_room)
     app.router.add_delete(f"{API_PREFIX}/rooms/{{room_id}}", delete_room)
     app.router.add_post(f"{API_PREFIX}/rooms/{{room_id}}/tokens", create_token)
+    app.router.add_delete(f"{API_PREFIX}/rooms/{{room_id}}/participants/{{client_id}}", drop_participant)
     app.router.add_get(f"{EMULATOR_PREFIX}/rooms/{{room_id}}", room_view)
     app.router.add_post(f"{EMULATOR_PREFIX}/rooms/{{room_id}}/clients/{{client_id}}/drop", drop_client)
     app.router.add_post(f"{EMULATOR_PREFIX}/rooms/{{room_id}}/bandwidth", bandwidth)
+    app.router.add_post(f"{EMULATOR_PREFIX}/rooms/{{room_id}}/hard-mute", hard_mute)
+    app.router.add_post(f"{EMULATOR_PREFIX}/rooms/{{room_id}}/recording", recording)
     return app

@@ -9,7 +9,8 @@ answered ``{result: 4121, msg}`` (4101 for ``token``) and changes nothing. Event
 participant are held back until its ``room-connected`` is out, so it never hears of a stream
 or user before it knows the room, and never twice.
 
-**Leaving and losing the network** (PROTOCOL.md sections 6 and 8). ``drop``, or a Socket.IO
+**Leaving and losing the network** (PROTOCOL.md sections 6 and 8). ``drop`` (``{self: true}``
+or nothing: a moderator's ``drop {all, clientIds}`` drops others, see :mod:`.moderation`), or a Socket.IO
 disconnect the client sent itself, removes the participant at once: others hear
 ``onRemoveStream`` per stream, then ``user-disconnected``. A socket that closes any other way
 (transport closed or broken, ping timeout: a network fault) leaves the participant *away*
@@ -40,6 +41,7 @@ the work is done by one collaborator per concern, sharing the rooms, the media s
 - :mod:`.requests`: publish, subscribe, mutes, drop, ``signaling_message`` and the media legs;
 - :mod:`.bandwidth_events`: the detector's loop, the injection, verdicts as events;
 - :mod:`.data_relay`: chat and custom data (``sendDataStreamToRoom``).
+- :mod:`.moderation`: a moderator's drop of others, hard mutes, recording notices.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from .data_relay import MAX_SOCKET_MESSAGE_BYTES, DataRelay
 from .errors import ClientNotFound, RequestRefused, ServerError
 from .join import Joining
 from .media import MediaServer
+from .moderation import Moderation
 from .outbox import Outbox
 from .presence import RECONNECT_GRACE_S, Presences, Session
 from .requests import AckPayload, Requests
@@ -155,6 +158,15 @@ class Signalling:
         self._closing = False
         self.data_relay = DataRelay(presences=self.presences, outbox=self.outbox, stats=self.stats)
         self._handlers = {**self.requests.handlers(), **self.data_relay.handlers()}
+        self.moderation = Moderation(
+            rooms=rooms,
+            presences=self.presences,
+            outbox=self.outbox,
+            tasks=self.tasks,
+            requests=self._handlers,
+        )
+        self._handlers = {**self._handlers, **self.moderation.handlers()}
+        self.joining.on_admitted.append(self.moderation.admitted)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         for name in [*CLIENT_EVENTS, *MUTE_EVENTS]:
@@ -258,6 +270,7 @@ class Signalling:
     async def close_room(self, room: Room) -> None:
         """Disconnect everyone in a room being deleted."""
         await self.presences.close_room(room)
+        self.moderation.forget(room.room_id)
 
     async def aclose(self) -> None:
         """Disconnect every socket and stop every task (idempotent)."""
@@ -295,6 +308,10 @@ class Signalling:
         eio_sid = self.sio.manager.eio_sid_from_sid(session.sid, "/")
         if eio_sid is not None:  # no transport to cut: close Engine.IO at least
             await self.sio.eio.disconnect(eio_sid)
+
+    async def drop_participant(self, room_id: str, client_id: str) -> None:
+        """The application server drops a participant (see :meth:`.Moderation.drop_by_server`)."""
+        await self.moderation.drop_by_server(room_id, client_id)
 
     async def inject_bandwidth(
         self, room_id: str, client_ids: Sequence[str], *, kbps: float | None, restored: bool

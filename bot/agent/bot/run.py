@@ -22,12 +22,14 @@ import structlog
 from aiortc.mediastreams import MediaStreamTrack
 
 from bot.media import MediaError, MediaSpec, SharedMedia, open_media
+from bot.proto import ErrorCode
 from bot.rtc import EnxRtc, RoomError
 
 from ..config import BotConfig
 from ..ops.observe import BotObserver, NullObserver, listening
 from ..rules.policy import Action, BandwidthFallback
 from .chat import Chat
+from .moderation import wire_moderation
 from .receive import Receiver
 
 log = structlog.get_logger("bot.agent")
@@ -40,6 +42,7 @@ class Outcome(enum.StrEnum):
     COMPLETED = "completed"  # stayed as long as asked, or stopped by a signal, and left cleanly
     JOIN_FAILED = "join_failed"
     LOST = "lost"  # the session ended without being asked to
+    DROPPED = "dropped"  # a moderator (or the application server) removed it: not a failure, exit 0
 
 
 @dataclass
@@ -204,6 +207,8 @@ class Bot:
                 w.cancel()
         if gone in done and not gone.cancelled():
             cause = gone.result() or {}
+            if cause.get("cause") == ErrorCode.DISCONNECTED_BY_MODERATOR:  # it does not rejoin
+                return Outcome.DROPPED, str(cause.get("msg", "disconnected-by-moderator"))
             return Outcome.LOST, str(cause.get("msg", "disconnected"))
         if stop in done:
             return Outcome.COMPLETED, "signal"
@@ -232,6 +237,7 @@ class Bot:
         rtc.on_room_bandwidth_restored = self._on_bandwidth_restored
         rtc.on_message_received = self.chat.message_received
         rtc.on_user_data_received = self.chat.user_data_received
+        wire_moderation(rtc, lambda: self.log)
 
     async def send_message(self, text: str, to: Iterable[str] | str = ()) -> dict[str, Any]:
         """Chat from this bot (see :meth:`Chat.send_message`): the scenario engine's way in."""

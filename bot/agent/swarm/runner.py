@@ -7,7 +7,8 @@ Signal handlers are not installed here: the CLI owns them and calls :meth:`Agent
 Each bot of this process (its slice, ``i % shard_count == shard_index``) waits for its ramp
 slot, gets a token, joins; a failed join is retried ``join_retries`` times after a backoff
 with jitter (``join_retry``), then given up (``join_failed``). A bot that never joined makes
-the run's exit code 3; a lost session 4.
+the run's exit code 3; a lost session 4. A bot dropped by a moderator ends ``dropped``: counted
+in the summary, not a failure (exit 0 if nothing else went wrong), and never rejoined.
 """
 
 from __future__ import annotations

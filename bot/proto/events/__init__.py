@@ -14,6 +14,22 @@ custom data, both directions).
 from .acks import Ack
 from .common import DEFAULT_PERMISSIONS, IceServer, Json, MediaKind, StreamInfo, UserInfo
 from .data import DataReceived, SendData
+from .moderation import (
+    HARD_MUTE_USER_EVENTS,
+    MODERATION_CLIENT_EVENTS,
+    MODERATION_SERVER_EVENTS,
+    HardMuteRoom,
+    HardMuteUser,
+    HardUnmuteRoom,
+    RoomDisconnected,
+    RoomHardMuted,
+    RoomHardUnmuted,
+    RoomRecordOff,
+    RoomRecordOn,
+    StartRecord,
+    StopRecord,
+    hard_mute_user_event,
+)
 from .notices import (
     ActiveTalkersUpdated,
     BandwidthEvent,
@@ -65,6 +81,9 @@ ClientEvent = (
     | DropRequest
     | SelfMuteRequest
     | SendData
+    | HardMuteRoom
+    | HardMuteUser
+    | StartRecord
 )
 ServerEvent = (
     RoomConnected
@@ -77,12 +96,19 @@ ServerEvent = (
     | BandwidthEvent
     | ActiveTalkersUpdated
     | DataReceived
+    | RoomHardMuted
+    | RoomRecordOn
+    | RoomDisconnected
+    | HardMuteUser
     | UnknownEvent
 )
 
 __all__ = [
     "DEFAULT_PERMISSIONS",
     "END_MARKER",
+    "HARD_MUTE_USER_EVENTS",
+    "MODERATION_CLIENT_EVENTS",
+    "MODERATION_SERVER_EVENTS",
     "MUTE_EVENTS",
     "Ack",
     "ActiveTalkersUpdated",
@@ -94,6 +120,9 @@ __all__ = [
     "DropRequest",
     "EndOfCandidates",
     "GetMaxTalkers",
+    "HardMuteRoom",
+    "HardMuteUser",
+    "HardUnmuteRoom",
     "IceServer",
     "Json",
     "LogClientEvent",
@@ -104,11 +133,18 @@ __all__ = [
     "PublishRequest",
     "Ready",
     "RoomConnected",
+    "RoomDisconnected",
+    "RoomHardMuted",
+    "RoomHardUnmuted",
+    "RoomRecordOff",
+    "RoomRecordOn",
     "SdpMessage",
     "SelfMuteRequest",
     "SendData",
     "ServerEvent",
     "SignalingMessage",
+    "StartRecord",
+    "StopRecord",
     "StreamAdded",
     "StreamInfo",
     "StreamRemoved",
@@ -121,6 +157,7 @@ __all__ = [
     "UserDisconnected",
     "UserInfo",
     "UserMuteChanged",
+    "hard_mute_user_event",
     "mute_event_name",
     "sdp_message_from_payload",
     "sdp_message_to_payload",

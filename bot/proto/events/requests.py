@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .._fields import Fields
-from ..errors import RemoteProtocolError
+from ..errors import ErrorCode, RemoteProtocolError
 from .common import Json, MediaKind
+from .moderation import MAX_CLIENT_ID_CHARS, MAX_DROP_CLIENT_IDS
 from .sdp import SdpMessage, sdp_message_from_payload, sdp_message_to_payload
 
 
@@ -274,16 +275,48 @@ class UnsubscribeRequest:
 
 @dataclass(frozen=True, kw_only=True)
 class DropRequest:
+    """``drop``: ``{self: true}`` (or nothing) is our own leave; a moderator's ``{all: false,
+    clientIds: [...]}`` drops those participants, ``{all: true}`` everyone but itself
+    (docs/protocol/moderation.md)."""
+
     WIRE: ClassVar[str] = "drop"
+
+    client_ids: tuple[str, ...] | None = None
+    """None: the sender leaves."""
+    all: bool = False
+
+    @property
+    def leave(self) -> bool:
+        return self.client_ids is None and not self.all
 
     @classmethod
     def from_payload(cls, payload: object) -> DropRequest:
-        if payload is not None:
-            Fields(payload, "drop")
-        return cls()
+        if payload is None:
+            return cls()
+        f = Fields(payload, "drop")
+        everyone = f.flag("all", False)
+        ids = f.array("clientIds", None)
+        if ids is None:
+            return cls(all=everyone)
+        if len(ids) > MAX_DROP_CLIENT_IDS:
+            raise RemoteProtocolError(
+                f"drop: field 'clientIds' names more than {MAX_DROP_CLIENT_IDS} clients",
+                ErrorCode.INVALID_PARAMETERS,
+            )
+        if not all(isinstance(c, str) and 0 < len(c) <= MAX_CLIENT_ID_CHARS for c in ids):
+            raise RemoteProtocolError(
+                "drop: field 'clientIds' must be a list of client ids", ErrorCode.INVALID_PARAMETERS
+            )
+        if not ids and not everyone:
+            raise RemoteProtocolError(
+                "drop: 'clientIds' is empty (give 'all': true to drop everyone)", ErrorCode.INVALID_PARAMETERS
+            )
+        return cls(client_ids=tuple(dict.fromkeys(ids)), all=everyone)
 
     def to_payload(self) -> Json:
-        return {"self": True}
+        if self.leave:
+            return {"self": True}
+        return {"all": self.all, "clientIds": list(self.client_ids or ())}
 
 
 @dataclass(frozen=True, kw_only=True)
