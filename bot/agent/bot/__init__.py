@@ -2,6 +2,7 @@
 
 from .receive import Receiver
 from .run import Bot, BotResult, Outcome, media_spec
+from .scenario import ScenarioRun
 from .tokens import RestApi, RestTokens, StaticToken, TokenSource, TokenSourceError, UrlTokens, basic_auth
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "Receiver",
     "RestApi",
     "RestTokens",
+    "ScenarioRun",
     "StaticToken",
     "TokenSource",
     "TokenSourceError",

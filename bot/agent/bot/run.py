@@ -31,6 +31,7 @@ from ..rules.policy import Action, BandwidthFallback
 from .chat import Chat
 from .moderation import wire_moderation
 from .receive import Receiver
+from .scenario import ScenarioRun
 
 log = structlog.get_logger("bot.agent")
 
@@ -54,6 +55,8 @@ class BotResult:
     publish_ms: float | None = None
     code: int | None = None
     """The room error's code when the join failed with one (see ``rules.retry.retryable``)."""
+    rejoin: bool = False
+    """The scenario asked to leave and join again (with a fresh token): not the bot's end."""
 
 
 def media_spec(cfg: BotConfig) -> MediaSpec:
@@ -75,8 +78,10 @@ class Bot:
         *,
         media: SharedMedia | None = None,
         events: BotObserver | None = None,
+        scenario: ScenarioRun | None = None,
     ) -> None:
         self.cfg = cfg
+        self.scenario = scenario
         self.events: BotObserver = events if events is not None else NullObserver()
         self.token = token
         self.room_label = room_label
@@ -182,11 +187,12 @@ class Bot:
             for track in (audio, video):
                 if track is not None:
                     track.stop()
-        result = BotResult(cfg.name, outcome, reason, join_ms=join_ms)
+        result = BotResult(cfg.name, outcome, reason, join_ms=join_ms, rejoin=self._rejoin)
         result.publish_ms = self._publish_ms
         return result
 
     _publish_ms: float | None = None
+    _rejoin = False
 
     def _open_media(
         self, audio: bool, video: bool
@@ -200,11 +206,21 @@ class Bot:
         stop = asyncio.ensure_future(self._stop.wait())
         gone = asyncio.ensure_future(rtc.wait_disconnected())
         waiters: set[asyncio.Future[Any]] = {stop, gone}
+        scenario = asyncio.ensure_future(self.scenario.drive(self)) if self.scenario else None
+        if scenario is not None:
+            waiters.add(scenario)
         try:
             done, _ = await asyncio.wait(waiters, timeout=self.cfg.stay, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waiters:
                 w.cancel()
+            if scenario is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scenario  # an action in flight is cancelled with the session
+        if scenario in done and not scenario.cancelled() and scenario.exception() is None:
+            ending = scenario.result()
+            self._rejoin = ending == "rejoin"
+            return Outcome.COMPLETED, f"scenario: {ending}"
         if gone in done and not gone.cancelled():
             cause = gone.result() or {}
             if cause.get("cause") == ErrorCode.DISCONNECTED_BY_MODERATOR:  # it does not rejoin
@@ -235,9 +251,24 @@ class Bot:
         rtc.on_user_reconnect_success = self._on_reconnected
         rtc.on_room_bandwidth_alert = self._on_bandwidth_alert
         rtc.on_room_bandwidth_restored = self._on_bandwidth_restored
-        rtc.on_message_received = self.chat.message_received
+        rtc.on_message_received = self._on_message
         rtc.on_user_data_received = self.chat.user_data_received
         wire_moderation(rtc, lambda: self.log)
+
+    def _on_message(self, payload: dict[str, Any]) -> None:
+        self.chat.message_received(payload)
+        if self.scenario is not None:
+            self.scenario.heard(payload)
+
+    def remote_streams(self) -> dict[object, dict[str, Any]]:
+        """The other participants' streams now in the room: id -> ``{name, clientId}``."""
+        return {
+            sid: {
+                "name": (s.get("attributes") or {}).get("name") or s.get("name"),
+                "clientId": s.get("clientId"),
+            }
+            for sid, s in self._streams.items()
+        }
 
     async def send_message(self, text: str, to: Iterable[str] | str = ()) -> dict[str, Any]:
         """Chat from this bot (see :meth:`Chat.send_message`): the scenario engine's way in."""

@@ -108,6 +108,7 @@ def parse_config(raw: dict[str, Any], env: Mapping[str, str], label: str = "conf
     _read_shard(cfg, env, label)
     _check_sources(cfg, label)
     _check_rooms(cfg, label)
+    _check_rejoins(cfg, label)
     try:
         cfg.schedule()
     except ValueError as exc:
@@ -173,6 +174,18 @@ def _numbered(text: str, i: int, where: str) -> str:
         raise ConfigError(
             f"{where} {text!r}: only {{i}} (the bot's number, e.g. {{i}} or {{i:03}}) may be in braces"
         ) from None
+
+
+def _check_rejoins(cfg: AgentConfig, label: str) -> None:
+    """A scenario's ``rejoin`` joins again with a fresh token: a given token is single use."""
+    if cfg.mode not in ("token", "token_file"):
+        return
+    for bot in cfg.bots:
+        if any(step.do == "rejoin" for step in bot.scenario):
+            raise ConfigError(
+                f"{label}: bot {bot.name!r}: its scenario rejoins, which needs a fresh token each time; "
+                f"with {cfg.mode} tokens use app_id/app_key, token_url or server: embedded instead"
+            )
 
 
 def _spread(weights: list[float], count: int) -> list[int]:

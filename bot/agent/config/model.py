@@ -27,6 +27,7 @@ from bot.rtc import LocalInfo, RoomInfo
 from ..rules.policy import FallbackSettings
 from ..rules.ramp import Backoff, RampSchedule, Stage, parse_duration
 from .chat import ReplyConfig
+from .scenario import ScenarioStep, check_scenario
 
 DEFAULT_API_URL = "https://api.enablex.io/video/v2"
 
@@ -156,8 +157,11 @@ class BotConfig:
     media: MediaConfig = field(default_factory=MediaConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     receive: ReceiveConfig = field(default_factory=ReceiveConfig)
+    scenario: list[ScenarioStep] = field(default_factory=list)
+    """What the bot does while in the room (``bot.agent.config.scenario``)."""
 
     def __post_init__(self) -> None:
+        check_scenario(tuple(self.scenario))
         if not self.name.strip():
             raise ValueError("bot name is empty")
         if self.join_delay < 0:
@@ -248,6 +252,8 @@ class AgentConfig:
     metrics_host: str | None = None
     report_dir: str | None = None
     """Write report.json and report.html here at the end (default: $ENX_REPORT_DIR)."""
+    seed: int | None = None
+    """Seeds the scenarios' random times (and nothing else): the same seed, the same timelines."""
     defaults: dict[str, Any] = field(default_factory=dict)
     bots: list[BotConfig] = field(default_factory=list)
     path: str = ""

@@ -176,6 +176,8 @@ def _merged(
     media = dict.fromkeys(MEDIA_KEYS, 0)
     faults = dict.fromkeys(FAULT_KEYS, 0)
     outcomes: dict[str, int] = {}
+    data: dict[str, int] = {}
+    scenario: dict[str, dict[str, int]] = {}
     target = 0
     for s in shards:
         offset = s.started - t0
@@ -187,6 +189,12 @@ def _merged(
             faults[key] += int((summary.get("faults") or {}).get(key) or 0)
         for name, n in (summary.get("outcomes") or {}).items():
             outcomes[name] = outcomes.get(name, 0) + int(n)
+        for key, n in (summary.get("data") or {}).items():
+            data[key] = data.get(key, 0) + int(n)
+        for action, results in (summary.get("scenario") or {}).items():
+            mine = scenario.setdefault(action, {})
+            for result, n in results.items():
+                mine[result] = mine.get(result, 0) + int(n)
         for room, seen in (s.data.get("rooms") or {}).items():
             mine = rooms_seen.setdefault(room, {"participants": 0, "max_participants": 0})
             for key in mine:
@@ -217,6 +225,8 @@ def _merged(
             "join_latency_ms": latency_summary(latencies),
             "media": media,
             "faults": faults,
+            "data": data,
+            "scenario": dict(sorted(scenario.items())),
         },
         "rooms": room_breakdown(bots, rooms_seen),
         "series": {"in_room": in_room_series(shards, t0, t_end)},

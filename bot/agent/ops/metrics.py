@@ -22,6 +22,9 @@ name                                        type       meaning
                                             counter    chat / user data messages ``sent``
                                                        (acknowledged) / ``received``
 ``enx_data_bytes_total{direction,type}``    counter    their sizes (compact JSON, UTF-8)
+``enx_scenario_actions_total{action,outcome}``
+                                            counter    scenario actions run (``ok``, ``failed``,
+                                                       ``timeout``)
 ``enx_room_participants{room}``             gauge      participants per room, as our bots see it
 ``enx_failures_total{where}``               counter    unexpected failures contained (logged with
                                                        the traceback): ``callback:<name>``,
@@ -97,6 +100,12 @@ class Metrics(NullObserver):
             ["direction", "type"],
             registry=r,
         )
+        self.scenario_actions = Counter(
+            "enx_scenario_actions",
+            "Scenario actions run, by action and outcome (ok, failed, timeout).",
+            ["action", "outcome"],
+            registry=r,
+        )
         self.participants = Gauge("enx_room_participants", "Participants per room.", ["room"], registry=r)
         self.failures = Counter(
             "enx_failures", "Unexpected failures contained, by where they happened.", ["where"], registry=r
@@ -152,6 +161,9 @@ class Metrics(NullObserver):
     def data_message(self, bot: str, direction: str, kind: str, size: int) -> None:
         self.data_messages.labels(direction=direction, type=kind).inc()
         self.data_bytes.labels(direction=direction, type=kind).inc(max(0, size))
+
+    def scenario_action(self, bot: str, action: str, outcome: str) -> None:
+        self.scenario_actions.labels(action=action, outcome=outcome).inc()
 
     def room_participants(self, room: str, n: int) -> None:
         self.participants.labels(room=room).set(max(0, n))

@@ -96,6 +96,10 @@ class BotObserver(Protocol):
         """``room`` has ``n`` participants (ourselves included), as a bot in it last saw."""
         return None
 
+    def scenario_action(self, bot: str, action: str, outcome: str) -> None:
+        """``bot``'s scenario ran ``action``: ``ok``, ``failed`` or ``timeout``."""
+        return None
+
     def bot_room(self, bot: str, room: str) -> None:
         """``bot`` joins ``room`` (said before its first join attempt)."""
         return None

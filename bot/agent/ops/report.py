@@ -48,6 +48,7 @@ OUTCOME_OF_STATE = {
 class BotTimeline:
     name: str
     room: str | None = None
+    scenario: dict[str, dict[str, int]] = field(default_factory=dict)  # action -> outcome -> n
     states: list[tuple[float, BotState]] = field(default_factory=list)
     join_latency_s: float | None = None
     outcome: str | None = None
@@ -162,6 +163,10 @@ class RunRecorder(NullObserver):
     def bot_room(self, bot: str, room: str) -> None:
         self._bot(bot).room = room
 
+    def scenario_action(self, bot: str, action: str, outcome: str) -> None:
+        done = self._bot(bot).scenario.setdefault(action, {})
+        done[outcome] = done.get(outcome, 0) + 1
+
     def outcome(self, bot: str, outcome: str, reason: str = "") -> None:
         b = self._bot(bot)
         b.outcome, b.reason = outcome, reason
@@ -214,6 +219,7 @@ class RunRecorder(NullObserver):
         latencies: list[float] = []
         media_total = [0] * len(MEDIA_KEYS)
         data_total = dict.fromkeys(DATA_KEYS, 0)
+        scenario_total: dict[str, dict[str, int]] = {}
         faults_met = faults_survived = reconnects = alerts = fallbacks = 0
         for b in self.bots.values():
             met, survived = b.faults()
@@ -223,6 +229,10 @@ class RunRecorder(NullObserver):
                 latencies.append(b.join_latency_s * 1000)
             media_total = [a + x for a, x in zip(media_total, b.media, strict=True)]
             data_total = {k: data_total[k] + b.data[k] for k in DATA_KEYS}
+            for action, outcomes_of in b.scenario.items():
+                for result, n in outcomes_of.items():
+                    total = scenario_total.setdefault(action, {})
+                    total[result] = total.get(result, 0) + n
             faults_met += met
             faults_survived += survived
             reconnects += b.reconnects
@@ -238,6 +248,7 @@ class RunRecorder(NullObserver):
                     "join_latency_ms": _ms_of(b.join_latency_s),
                     "media": dict(zip(MEDIA_KEYS, b.media, strict=True)),
                     "data": dict(b.data),
+                    "scenario": b.scenario,
                     "faults": {
                         "reconnects": b.reconnects,
                         "bandwidth_alerts": b.bandwidth_alerts,
@@ -264,6 +275,7 @@ class RunRecorder(NullObserver):
                 "join_latency_ms": latency_summary(latencies),
                 "media": dict(zip(MEDIA_KEYS, media_total, strict=True)),
                 "data": data_total,
+                "scenario": dict(sorted(scenario_total.items())),
                 "faults": {
                     "reconnects": reconnects,
                     "bandwidth_alerts": alerts,

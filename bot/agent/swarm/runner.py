@@ -27,7 +27,7 @@ from bot.media import SharedMedia
 from bot.proto import IN_ROOM
 from bot.server import RoomServer
 
-from ..bot import Bot, BotResult, Outcome, TokenSourceError
+from ..bot import Bot, BotResult, Outcome, ScenarioRun, TokenSource, TokenSourceError
 from ..config import AgentConfig, BotConfig
 from ..errors import EXIT_JOIN_FAILED, EXIT_OK, EXIT_SESSION_LOST
 from ..ops.observe import BotObserver, NullObserver
@@ -66,7 +66,8 @@ class Agent:
         self.retries = 0
         self.failed = 0
         self.attempts_of: dict[str, int] = {}
-        self.room_of: dict[str, str] = {}  # bot name -> its room, for the end-of-run lines
+        self.room_of: dict[str, str] = {}
+        self.rejoins = 0  # scenario rejoins (churn)  # bot name -> its room, for the end-of-run lines
         self._live: dict[int, Bot] = {}
         self._stopping = asyncio.Event()
         self._rng = rng or random.Random()
@@ -151,6 +152,27 @@ class Agent:
         tokens = self.swarm.tokens_for(index, bc)
         media = self.shared if self.shares_media(bc) else None
         retries = self.cfg.join_retries
+        scenario = (
+            ScenarioRun(bc.name, bc.scenario, seed=self.cfg.seed, events=self.events) if bc.scenario else None
+        )
+        while True:  # one session, and one more after each scenario `rejoin`
+            result = await self._session(index, bc, attempt_cfg, tokens, room, media, retries, scenario)
+            if not result.rejoin or self._stopping.is_set():
+                return result
+            self.rejoins += 1
+
+    async def _session(
+        self,
+        index: int,
+        bc: BotConfig,
+        attempt_cfg: BotConfig,
+        tokens: TokenSource,
+        room: str,
+        media: SharedMedia | None,
+        retries: int,
+        scenario: ScenarioRun | None,
+    ) -> BotResult:
+        """Join (with retries) and stay: the bot's result, or ``rejoin`` set for another session."""
         for attempt in range(1, retries + 2):
             self.attempts_of[bc.name] = attempt
             self.events.bot_state(bc.name, "joining")
@@ -165,14 +187,14 @@ class Agent:
                 self.events.failure("runner")
                 again, result = True, BotResult(bc.name, Outcome.JOIN_FAILED, reason)
             else:
-                result = await self._run_bot(
-                    index, Bot(attempt_cfg, token, room, media=media, events=self.events)
-                )
+                bot = Bot(attempt_cfg, token, room, media=media, events=self.events, scenario=scenario)
+                result = await self._run_bot(index, bot)
                 again = result.outcome is Outcome.JOIN_FAILED and retryable(result.code)
             if self._stopping.is_set() and result.outcome is Outcome.JOIN_FAILED:
                 result = BotResult(bc.name, Outcome.COMPLETED, f"stopped while joining ({result.reason})")
             if result.outcome is not Outcome.JOIN_FAILED:
-                self.events.outcome(bc.name, result.outcome.value, result.reason)
+                if not (result.rejoin and not self._stopping.is_set()):
+                    self.events.outcome(bc.name, result.outcome.value, result.reason)
                 return result
             if not again or attempt > retries:
                 self.failed += 1
