@@ -35,6 +35,9 @@ from .events import (
     UserDisconnected,
     UserMuteChanged,
 )
+from .events.conference import ConferenceRemainingDuration, RoomDisconnectedNotice
+from .events.floor import FLOOR_NOTICES, FLOOR_REQUESTS
+from .events.waiting_room import ApproveAwaitedUser, DenyAwaitedUser, RoomAllowed, RoomAwaited, UserAwaited
 
 CLIENT_EVENTS: dict[str, Any] = {
     cls.WIRE: cls
@@ -48,6 +51,9 @@ CLIENT_EVENTS: dict[str, Any] = {
         UnpublishRequest,
         UnsubscribeRequest,
         DropRequest,
+        ApproveAwaitedUser,
+        DenyAwaitedUser,
+        *FLOOR_REQUESTS,
     )
 }
 SERVER_EVENTS: dict[str, Any] = {
@@ -61,6 +67,12 @@ SERVER_EVENTS: dict[str, Any] = {
         MediaEngineConnecting,
         BandwidthEvent,
         ActiveTalkersUpdated,
+        RoomAwaited,
+        UserAwaited,
+        RoomAllowed,
+        *FLOOR_NOTICES,
+        ConferenceRemainingDuration,
+        RoomDisconnectedNotice,
     )
 }
 LEGACY_BANDWIDTH_EVENTS = ("onSelfBandwidthAlert", "onBandwidthAlert")
@@ -104,7 +116,7 @@ def decode_client(name: str, args: tuple[Any, ...] | list[Any]) -> ClientEvent:
     if cls is None:
         raise RemoteProtocolError(f"unknown client event '{name}'", ErrorCode.MALFORMED_REQUEST)
     payload = _first(name, args)
-    if payload is None and cls not in (GetMaxTalkers, DropRequest):
+    if payload is None and cls not in (GetMaxTalkers, DropRequest) and not getattr(cls, "NO_ARGUMENT", False):
         raise RemoteProtocolError(f"{name}: missing argument", ErrorCode.MALFORMED_REQUEST)
     event: ClientEvent = cls.from_payload(payload)
     return event

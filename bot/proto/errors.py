@@ -26,6 +26,7 @@ class ErrorCode(IntEnum):
     RECONNECT_REFUSED = 1178
     # room-disconnected causes
     UNEXPECTED_DISCONNECT = 2002
+    CONFERENCE_EXPIRED = 2003  # settings.duration ran out: the room ended for everyone
     NORMAL_DISCONNECT = 2006
     # server refusals of the token handshake
     TOKEN_INVALID = 4101
@@ -40,6 +41,9 @@ class ErrorCode(IntEnum):
     NOT_JOINED = 4120
     MALFORMED_REQUEST = 4121
     MEDIA_NEGOTIATION_FAILED = 4122
+    # the waiting room (knock / wait_for_moderator)
+    AWAIT_DENIED = 4130  # a moderator turned the waiting participant away
+    AWAIT_TIMED_OUT = 4131  # the client gave up waiting (room_info.wait_timeout_s)
 
 
 class ProtocolError(Exception):

@@ -81,6 +81,7 @@ class RoomServer:
         tap_encoded: bool = True,
         lean_intake: bool = True,
         clock: Callable[[], float] = time.time,
+        minute_s: float = 60.0,
     ) -> None:
         if not app_id or not app_key:
             raise ValueError("RoomServer needs an app_id and an app_key")
@@ -107,6 +108,7 @@ class RoomServer:
             max_talkers=max_talkers,
             reconnect_grace_s=reconnect_grace_s,
             failures=self.failures,
+            minute_s=minute_s,  # how long a minute of settings.duration lasts (tests shorten it)
         )
         self.registry = server_registry(self)
         """This server's Prometheus metrics (``enx_server_*``; see :mod:`.metrics`), also at

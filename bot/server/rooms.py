@@ -54,6 +54,8 @@ SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "abwd": (bool,),
     "max_active_talkers": (int,),
     "media_configuration": (str,),
+    "knock": (bool,),  # the waiting room: a moderator approves each participant
+    "wait_for_moderator": (bool,),  # participants wait until a moderator is in
 }
 MODES = ("group", "lecture")
 SETTING_RANGES: dict[str, tuple[int, int]] = {

@@ -12,6 +12,19 @@ payloads), ``requests`` (client -> server), ``notices`` (server -> client), ``ac
 
 from .acks import Ack
 from .common import DEFAULT_PERMISSIONS, IceServer, Json, MediaKind, StreamInfo, UserInfo
+from .conference import ConferenceRemainingDuration, RoomDisconnectedNotice
+from .floor import (
+    FLOOR_NOTICES,
+    FLOOR_REQUESTS,
+    DenyFloor,
+    FloorDenied,
+    FloorGranted,
+    FloorReleased,
+    FloorRequested,
+    GrantFloor,
+    ReleaseFloor,
+    RequestFloor,
+)
 from .notices import (
     ActiveTalkersUpdated,
     BandwidthEvent,
@@ -50,6 +63,7 @@ from .sdp import (
     sdp_message_from_payload,
     sdp_message_to_payload,
 )
+from .waiting_room import ApproveAwaitedUser, DenyAwaitedUser, RoomAllowed, RoomAwaited, UserAwaited
 
 ClientEvent = (
     TokenRequest
@@ -62,6 +76,12 @@ ClientEvent = (
     | UnsubscribeRequest
     | DropRequest
     | SelfMuteRequest
+    | ApproveAwaitedUser
+    | DenyAwaitedUser
+    | RequestFloor
+    | GrantFloor
+    | DenyFloor
+    | ReleaseFloor
 )
 ServerEvent = (
     RoomConnected
@@ -74,21 +94,41 @@ ServerEvent = (
     | BandwidthEvent
     | ActiveTalkersUpdated
     | UnknownEvent
+    | RoomAwaited
+    | UserAwaited
+    | RoomAllowed
+    | FloorRequested
+    | FloorGranted
+    | FloorDenied
+    | FloorReleased
+    | ConferenceRemainingDuration
+    | RoomDisconnectedNotice
 )
 
 __all__ = [
     "DEFAULT_PERMISSIONS",
     "END_MARKER",
+    "FLOOR_NOTICES",
+    "FLOOR_REQUESTS",
     "MUTE_EVENTS",
     "Ack",
     "ActiveTalkersUpdated",
     "Answer",
+    "ApproveAwaitedUser",
     "BandwidthEvent",
     "Candidate",
     "ClientEvent",
+    "ConferenceRemainingDuration",
+    "DenyAwaitedUser",
+    "DenyFloor",
     "DropRequest",
     "EndOfCandidates",
+    "FloorDenied",
+    "FloorGranted",
+    "FloorReleased",
+    "FloorRequested",
     "GetMaxTalkers",
+    "GrantFloor",
     "IceServer",
     "Json",
     "LogClientEvent",
@@ -98,7 +138,12 @@ __all__ = [
     "OtherMessage",
     "PublishRequest",
     "Ready",
+    "ReleaseFloor",
+    "RequestFloor",
+    "RoomAllowed",
+    "RoomAwaited",
     "RoomConnected",
+    "RoomDisconnectedNotice",
     "SdpMessage",
     "SelfMuteRequest",
     "ServerEvent",
@@ -111,6 +156,7 @@ __all__ = [
     "UnknownEvent",
     "UnpublishRequest",
     "UnsubscribeRequest",
+    "UserAwaited",
     "UserConnected",
     "UserDisconnected",
     "UserInfo",
