@@ -190,6 +190,12 @@ def test_every_flutter_method_and_callback_exists() -> None:
         "on_reconnect", "on_user_reconnect_success", "on_room_bandwidth_restored",
         "on_subscribed_stream", "on_stats",
     }  # fmt: skip
+    brief |= {  # waiting room, room duration, lecture mode
+        "on_room_awaited", "on_user_awaited", "on_ack_for_approve_awaited_user",
+        "on_ack_for_deny_awaited_user", "on_conference_remaining_duration", "on_floor_requested",
+        "on_floor_request_received", "on_process_floor_requested", "on_granted_floor_request",
+        "on_denied_floor_request", "on_released_floor_request",
+    }  # fmt: skip
     assert brief == set(CALLBACK_NAMES)
 
 

@@ -49,6 +49,7 @@ class Dispatcher:
         publisher: LocalPublisher,
         subscriber: RemoteSubscriptions,
         lost: Callable[[str], Awaitable[None]],
+        more: Mapping[type, Handler] | None = None,
     ) -> None:
         self._ctx = ctx
         self._publisher = publisher
@@ -73,6 +74,7 @@ class Dispatcher:
                 BandwidthEvent: publisher.bandwidth,
                 RoomConnected: self._room_connected,
                 UnknownEvent: self._unknown,
+                **(more or {}),  # the waiting room, the room clock, the floor (room_control.py)
             }
         )
 

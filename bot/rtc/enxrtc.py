@@ -55,6 +55,7 @@ from .errors import RoomError
 from .lifecycle import NORMAL_DISCONNECT, UNEXPECTED_DISCONNECT, Lifecycle
 from .options import LocalInfo, RoomInfo, SubscribeOptions
 from .publisher import LocalPublisher
+from .room_control import RoomControlApi
 from .session import Context, FailureHook, report
 from .stats import DEFAULT_WINDOW_S
 from .stats_payload import collect
@@ -66,7 +67,7 @@ __all__ = ["IN_ROOM", "NORMAL_DISCONNECT", "UNEXPECTED_DISCONNECT", "EnxRtc", "P
 _log = structlog.get_logger(__name__)
 
 
-class EnxRtc:
+class EnxRtc(RoomControlApi):
     """A headless EnableX participant (Flutter ``EnxRtc`` / ``EnxRoom``).
 
     ``audio_track``/``video_track`` are aiortc tracks to publish; when None and ``local_info``
@@ -178,6 +179,7 @@ class EnxRtc:
         self._publisher = LocalPublisher(ctx, sources, rate_window_s=window)
         self._subscriber = RemoteSubscriptions(ctx, receive, rate_window_s=window)
         self._life = Lifecycle(ctx, self._publisher, self._subscriber)
+        self._init_room_control(self._life.control)  # waiting room, duration, floor (room_control.py)
         self._advance_options: object = None
 
     # ------------------------------------------------------------------ public: lifecycle

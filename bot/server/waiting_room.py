@@ -23,6 +23,7 @@ import structlog
 from bot.proto import (
     Ack,
     ApproveAwaitedUser,
+    AwaitReason,
     DenyAwaitedUser,
     ErrorCode,
     RoomAllowed,
@@ -30,7 +31,6 @@ from bot.proto import (
     RoomDisconnectedNotice,
     UserAwaited,
 )
-from bot.proto.events.waiting_room import AwaitReason
 
 from .errors import RequestRefused
 from .outbox import Outbox

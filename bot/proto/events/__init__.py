@@ -63,7 +63,15 @@ from .sdp import (
     sdp_message_from_payload,
     sdp_message_to_payload,
 )
-from .waiting_room import ApproveAwaitedUser, DenyAwaitedUser, RoomAllowed, RoomAwaited, UserAwaited
+from .waiting_room import (
+    MAX_CLIENT_ID,
+    ApproveAwaitedUser,
+    AwaitReason,
+    DenyAwaitedUser,
+    RoomAllowed,
+    RoomAwaited,
+    UserAwaited,
+)
 
 ClientEvent = (
     TokenRequest
@@ -110,11 +118,13 @@ __all__ = [
     "END_MARKER",
     "FLOOR_NOTICES",
     "FLOOR_REQUESTS",
+    "MAX_CLIENT_ID",
     "MUTE_EVENTS",
     "Ack",
     "ActiveTalkersUpdated",
     "Answer",
     "ApproveAwaitedUser",
+    "AwaitReason",
     "BandwidthEvent",
     "Candidate",
     "ClientEvent",
