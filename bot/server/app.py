@@ -280,6 +280,10 @@ class RoomServer:
             "room_id": room.room_id,
             "name": room.name,
             "participants": participants,
+            # the waiting room (knock / wait_for_moderator): accepted tokens not let in yet
+            "awaited": [
+                w.participant.user_info().to_payload() for w in self.signalling.waiting_room.waiting(room)
+            ],
         }
 
 
