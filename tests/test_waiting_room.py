@@ -93,7 +93,7 @@ async def test_denied_join_ends_with_4130(room_server: RoomServer) -> None:
 
 async def test_wait_times_out_with_4131_and_the_server_forgets_the_waiter(room_server: RoomServer) -> None:
     room_id = knock_room(room_server)
-    rtc, rec, join = start_join(room_server, room_id, "patient", {"wait_timeout_s": 1.5})
+    _rtc, rec, join = start_join(room_server, room_id, "patient", {"wait_timeout_s": 1.5})
     await rec.wait_for("on_room_awaited")
     started = time.monotonic()
     with pytest.raises(RoomError) as gave_up:
