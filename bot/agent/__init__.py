@@ -10,6 +10,7 @@ from .config.token_check import check_tokens
 from .errors import (
     EXIT_CONFIG,
     EXIT_JOIN_FAILED,
+    EXIT_NOT_ADMITTED,
     EXIT_OK,
     EXIT_SESSION_LOST,
     AgentError,
@@ -24,6 +25,7 @@ from .swarm.tuning import loop_factory, raise_fd_limit, tune_gc
 __all__ = [
     "EXIT_CONFIG",
     "EXIT_JOIN_FAILED",
+    "EXIT_NOT_ADMITTED",
     "EXIT_OK",
     "EXIT_SESSION_LOST",
     "Agent",

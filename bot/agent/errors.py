@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_JOIN_FAILED = 3
 EXIT_SESSION_LOST = 4
+EXIT_NOT_ADMITTED = 5  # a waiting room denied a bot or kept it waiting past wait_timeout_s
 
 
 class AgentError(Exception):

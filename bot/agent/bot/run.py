@@ -27,6 +27,7 @@ from ..config import BotConfig
 from ..ops.observe import BotObserver, NullObserver, listening
 from ..rules.policy import Action, BandwidthFallback
 from .receive import Receiver
+from .room_control import RoomControl, join_outcome, session_outcome
 
 log = structlog.get_logger("bot.agent")
 
@@ -38,6 +39,9 @@ class Outcome(enum.StrEnum):
     COMPLETED = "completed"  # stayed as long as asked, or stopped by a signal, and left cleanly
     JOIN_FAILED = "join_failed"
     LOST = "lost"  # the session ended without being asked to
+    ROOM_ENDED = "room_ended"  # the room's duration ran out (2003): not a failure
+    DENIED = "denied"  # a moderator turned the waiting bot away (4130)
+    WAIT_TIMEOUT = "wait_timeout"  # nobody let the bot in within room_info.wait_timeout_s (4131)
 
 
 @dataclass
@@ -88,6 +92,8 @@ class Bot:
         self._policy_tasks: set[asyncio.Task[None]] = set()
         self.receiver = Receiver(cfg.receive, lambda: self.log)
         self._totals_task: asyncio.Task[None] | None = None
+        self.room_control = RoomControl(cfg, self.log)  # waiting room, duration, lecture floor
+        self.room_control.log = lambda: self.log
 
     def __repr__(self) -> str:
         return f"Bot({self.cfg.name!r}, room={self.room_label!r})"  # never the token
@@ -141,7 +147,7 @@ class Bot:
             self.log.info("joining", role=cfg.role)
             await rtc.join_room(self.token, local_info, cfg.room_info, dict(cfg.advance_options))
         except RoomError as exc:
-            return BotResult(cfg.name, Outcome.JOIN_FAILED, f"{exc}", code=exc.code)
+            return BotResult(cfg.name, Outcome(join_outcome(exc.code)), f"{exc}", code=exc.code)
         except MediaError as exc:
             self.log.error("media_error", error=str(exc))
             return BotResult(cfg.name, Outcome.JOIN_FAILED, str(exc))
@@ -155,7 +161,7 @@ class Bot:
                 for track in (audio, video):
                     if track is not None:
                         track.stop()
-        join_ms = (time.perf_counter() - self._t_join) * 1000
+        join_ms = (time.perf_counter() - self._t_join) * 1000 - self.room_control.waited_ms
         self.events.bot_state(cfg.name, "connected")
         self.events.join_latency(cfg.name, join_ms / 1000)
         if cfg.receive.stats_seconds is None and listening(self.events):
@@ -169,6 +175,7 @@ class Bot:
                 self._totals_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._totals_task
+            await self.room_control.aclose()
             await rtc.disconnect()
             for track in (audio, video):
                 if track is not None:
@@ -198,7 +205,7 @@ class Bot:
                 w.cancel()
         if gone in done and not gone.cancelled():
             cause = gone.result() or {}
-            return Outcome.LOST, str(cause.get("msg", "disconnected"))
+            return Outcome(session_outcome(cause.get("cause"))), str(cause.get("msg", "disconnected"))
         if stop in done:
             return Outcome.COMPLETED, "signal"
         self.log.info("stay_over", stay_s=self.cfg.stay)
@@ -224,6 +231,7 @@ class Bot:
         rtc.on_user_reconnect_success = self._on_reconnected
         rtc.on_room_bandwidth_alert = self._on_bandwidth_alert
         rtc.on_room_bandwidth_restored = self._on_bandwidth_restored
+        self.room_control.wire(rtc)
 
     def callback_failed(self, name: str) -> None:
         """An EnxRtc callback of this bot raised (EnxRtc logged it): count it as
@@ -336,9 +344,13 @@ class Bot:
         if room_id:
             self.room_label = str(room_id)
         self._count_participants()
+        self.room_control.room_connected(payload)
         self.log.info(
             "room_connected",
-            join_ms=round((time.perf_counter() - (self._t_join or 0)) * 1000, 1),
+            join_ms=round(
+                (time.perf_counter() - (self._t_join or 0)) * 1000 - self.room_control.waited_ms, 1
+            ),
+            **({"waited_ms": self.room_control.waited_ms} if self.room_control.waited_ms else {}),
             participants=[u.get("name") for u in users if u.get("clientId") != me.get("clientId")],
             role=me.get("role"),
         )

@@ -24,6 +24,7 @@ from bot.rtc import LocalInfo, RoomInfo
 
 from ..rules.policy import FallbackSettings
 from ..rules.ramp import Backoff, RampSchedule, Stage, parse_duration
+from .room_control import ModerateConfig
 
 DEFAULT_API_URL = "https://api.enablex.io/video/v2"
 
@@ -67,6 +68,8 @@ def check_room_info(info: RoomInfo) -> RoomInfo:
         raise ValueError("room_info.number_of_attempts must be 0 or more")
     if info.timeout_interval <= 0:
         raise ValueError("room_info.timeout_interval must be more than 0 seconds")
+    if not 0 < info.wait_timeout_s < float("inf"):
+        raise ValueError("room_info.wait_timeout_s must be more than 0 seconds")
     if info.timeout_interval >= TIMEOUT_MS_FROM:
         return dataclasses.replace(info, timeout_interval=info.timeout_interval / 1000)
     return info
@@ -149,8 +152,14 @@ class BotConfig:
     media: MediaConfig = field(default_factory=MediaConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     receive: ReceiveConfig = field(default_factory=ReceiveConfig)
+    request_floor: bool = True
+    """Lecture mode: a participant that publishes asks for the floor on joining."""
+    moderate: ModerateConfig = field(default_factory=ModerateConfig)
+    """A moderator's answers to knocking participants and floor requests."""
 
     def __post_init__(self) -> None:
+        if self.moderate != ModerateConfig() and self.role != "moderator":
+            raise ValueError(f"moderate is for moderators; bot {self.name!r} is a {self.role}")
         if not self.name.strip():
             raise ValueError("bot name is empty")
         if self.join_delay < 0:
