@@ -6,7 +6,7 @@ answers ``grantFloor`` / ``denyFloor`` and may later ``releaseFloor``. The parti
 removed: the others hear ``onRemoveStream``). Until granted, a participant's ``publish`` is
 refused with 1168. Moderators publish freely and cannot request the floor. Lecture-mode
 moderators find the open requests in ``room-connected.raisedHands`` and the granted ones in
-``approvedHands``. Wire notes: ``docs/protocol/lecture-floor.md``.
+``approvedHands``. Wire notes: ``docs/protocol/admission.md``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ joining), then ``room-disconnected {cause: {cause: 2003, msg: "conference-expire
 socket closes; waiters hear the same. The next join starts a new session and a new clock.
 
 ``minute_s`` is how long a minute of ``duration`` lasts: 60 seconds, shorter only in tests
-(``RoomServer(minute_s=...)``). Wire notes: ``docs/protocol/room-duration.md``.
+(``RoomServer(minute_s=...)``). Wire notes: ``docs/protocol/admission.md``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ it in the room. Moderators hear ``user-awaited`` (and find the waiting list in t
 ``room-allowed`` and lets it in as any joiner (``user-connected`` to the others, its
 ``room-connected``); ``denyAwaitedUser`` sends it ``room-disconnected`` (4130) and closes its
 socket. Moderators never wait. A waiter that closes its socket is forgotten. Wire notes:
-``docs/protocol/waiting-room.md``.
+``docs/protocol/admission.md``.
 """
 
 from __future__ import annotations

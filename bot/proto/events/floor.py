@@ -1,6 +1,6 @@
 """Lecture mode's floor control: a participant asks for the floor, a moderator grants, denies or
 releases it. Wire names follow the EnableX SDK methods (``requestFloor``, ``grantFloor``,
-``denyFloor``, ``releaseFloor``) and its ``floor-*`` events; shapes in ``docs/protocol/lecture-floor.md``.
+``denyFloor``, ``releaseFloor``) and its ``floor-*`` events; shapes in ``docs/protocol/admission.md``.
 """
 
 from __future__ import annotations

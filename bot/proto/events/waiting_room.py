@@ -2,7 +2,7 @@
 
 Wire names are EnableX's (the Web SDK's ``room-awaited``/``user-awaited``/``room-allowed``
 events and its ``approveAwaitedUser``/``denyAwaitedUser`` methods); the payload shapes are this
-project's, documented in ``docs/protocol/waiting-room.md``.
+project's, documented in ``docs/protocol/admission.md``.
 """
 
 from __future__ import annotations
