@@ -233,3 +233,49 @@ def test_room_settings_knock_and_wait_for_moderator_are_checked(room_server: Roo
             room_server.create_room(name="bad", settings=bad)
     room = room_server.create_room(name="ok", settings={"knock": True, "wait_for_moderator": False})
     assert room["settings"]["knock"] is True
+
+
+async def test_the_emulator_api_approves_denies_and_ends_a_room(room_server: RoomServer) -> None:
+    import aiohttp
+    from rtc_faults import basic_auth
+
+    room_id = knock_room(room_server)
+    first, rec1, join1 = start_join(room_server, room_id, "first")
+    _second, rec2, join2 = start_join(room_server, room_id, "second")
+    await rec1.wait_for("on_room_awaited")
+    await rec2.wait_for("on_room_awaited")
+    ids = {u["name"]: u["clientId"] for u in room_server.room_view(room_id)["awaited"]}
+    base = f"{room_server.url}/emulator/rooms/{room_id}"
+    async with aiohttp.ClientSession(headers=basic_auth(room_server)) as http:
+        for path, body, status in (
+            (f"/awaited/{ids['first']}", {"action": "maybe"}, 400),
+            (f"/awaited/{ids['first']}", [], 400),
+            ("/awaited/nobody", {"action": "approve"}, 404),
+        ):
+            async with http.post(base + path, json=body) as answer:
+                assert answer.status == status, (path, body, await answer.text())
+        async with http.post(f"{base}/awaited/{ids['first']}", json={"action": "approve"}) as answer:
+            assert answer.status == 200 and (await answer.json())["result"] == 0
+        await asyncio.wait_for(join1, 10)
+        async with http.post(f"{base}/awaited/{ids['second']}", json={"action": "deny"}) as answer:
+            assert answer.status == 200
+        with pytest.raises(RoomError) as denied:
+            await asyncio.wait_for(join2, 10)
+        assert denied.value.code == ErrorCode.AWAIT_DENIED
+        async with http.post(f"{base}/end", json={}) as answer:
+            assert answer.status == 200
+    ended = await first.wait_disconnected()
+    assert ended == {"cause": ErrorCode.CONFERENCE_EXPIRED, "msg": "conference-expired"}
+    assert rec1.payloads("on_room_disconnected") == [ended]
+    assert "on_reconnect" not in rec1.names()
+    assert names_in(room_server, room_id) == []
+
+
+async def test_deleting_a_room_closes_its_waiters(room_server: RoomServer) -> None:
+    room_id = knock_room(room_server)
+    _rtc, rec, join = start_join(room_server, room_id, "waiter")
+    await rec.wait_for("on_room_awaited")
+    await room_server.delete_room(room_id)
+    with pytest.raises(RoomError) as failed:
+        await asyncio.wait_for(join, 10)
+    assert failed.value.code == ErrorCode.SIGNALLING_CONNECTION_FAILED

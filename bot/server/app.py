@@ -32,6 +32,7 @@ from .media import MediaServer
 from .metrics import server_registry
 from .presence import RECONNECT_GRACE_S
 from .rest import API_PREFIX, make_app
+from .rest_room_control import add_routes as add_room_control_routes
 from .rooms import RoomRegistry, check_role
 from .signalling import Signalling
 from .stats import Failures, SignallingStats
@@ -138,6 +139,7 @@ class RoomServer:
         if self._closed:
             raise RuntimeError("RoomServer is closed")
         app = make_app(self)
+        add_room_control_routes(app, self.signalling)  # the emulator's waiting room and room end
         self.signalling.attach(app)
         runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S

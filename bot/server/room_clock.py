@@ -101,8 +101,11 @@ class RoomClocks:
         await self.end(room)
 
     async def end(self, room: Room) -> None:
-        """The room's time is up: everyone hears ``room-disconnected`` (2003) and is let go."""
-        self._clocks.pop(room.room_id, None)
+        """The room's time is up (or the emulator says so): everyone hears ``room-disconnected``
+        (2003) and is let go; the session's clock stops."""
+        clock = self._clocks.pop(room.room_id, None)
+        if clock is not None and clock.task is not None and clock.task is not asyncio.current_task():
+            clock.task.cancel()
         if self.rooms.find(room.room_id) is not room:
             return  # deleted meanwhile
         notice = RoomDisconnectedNotice(cause=int(ErrorCode.CONFERENCE_EXPIRED), msg="conference-expired")

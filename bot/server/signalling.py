@@ -277,7 +277,8 @@ class Signalling:
     # ------------------------------------------------------------------ lifecycle
 
     async def close_room(self, room: Room) -> None:
-        """Disconnect everyone in a room being deleted."""
+        """Disconnect everyone in a room being deleted (those waiting to be let in too)."""
+        await self.waiting_room.close_room(room)
         await self.presences.close_room(room)
 
     async def aclose(self) -> None:

@@ -32,7 +32,7 @@ from bot.proto import (
     UserAwaited,
 )
 
-from .errors import RequestRefused
+from .errors import ClientNotFound, RequestRefused
 from .outbox import Outbox
 from .presence import Presences, Session
 from .rooms import Participant, Room
@@ -130,7 +130,7 @@ class WaitingRoom:
             return
         for waiter in self.waiting(room):
             if waiter.reason == "wait_for_moderator":
-                await self._admit(room, waiter, by=participant)
+                await self._admit(room, waiter, by=participant.client_id)
             else:
                 await self.outbox.send(participant, UserAwaited(user=waiter.participant.user_info()))
 
@@ -167,24 +167,38 @@ class WaitingRoom:
 
     async def _on_approve(self, session: Session, event: ApproveAwaitedUser) -> Json:
         room, moderator, waiter = self._decide(session, event.client_id, ApproveAwaitedUser.WIRE)
-        await self._admit(room, waiter, by=moderator)
+        await self._admit(room, waiter, by=moderator.client_id)
         return Ack(fields={"clientId": event.client_id, "msg": "approved"}).to_payload()
 
     async def _on_deny(self, session: Session, event: DenyAwaitedUser) -> Json:
         room, moderator, waiter = self._decide(session, event.client_id, DenyAwaitedUser.WIRE)
-        self._rooms[room.room_id].pop(event.client_id, None)
+        await self._deny(room, waiter, by=moderator.client_id)
+        return Ack(fields={"clientId": event.client_id, "msg": "denied"}).to_payload()
+
+    async def decide(self, room: Room, client_id: str, *, approve: bool, by: str) -> None:
+        """Approve or deny a waiter without a moderator (the emulator API); ClientNotFound when
+        nobody with that clientId waits in the room."""
+        waiter = self._rooms.get(room.room_id, {}).get(client_id)
+        if waiter is None:
+            raise ClientNotFound(f"nobody with clientId {client_id[:64]!r} waits in room {room.room_id!r}")
+        if approve:
+            await self._admit(room, waiter, by=by)
+        else:
+            await self._deny(room, waiter, by=by)
+
+    async def _deny(self, room: Room, waiter: Waiter, *, by: str) -> None:
+        self._rooms.get(room.room_id, {}).pop(waiter.participant.client_id, None)
         log.info(
             "awaited_user_denied",
             room=room.room_id,
             user=waiter.participant.name,
-            user_id=event.client_id,
-            moderator=moderator.client_id,
+            user_id=waiter.participant.client_id,
+            moderator=by,
         )
         notice = RoomDisconnectedNotice(cause=int(ErrorCode.AWAIT_DENIED), msg="denied-by-moderator")
         await self._send_away(waiter, notice)
-        return Ack(fields={"clientId": event.client_id, "msg": "denied"}).to_payload()
 
-    async def _admit(self, room: Room, waiter: Waiter, *, by: Participant) -> None:
+    async def _admit(self, room: Room, waiter: Waiter, *, by: str) -> None:
         waiters = self._rooms.get(room.room_id, {})
         waiters.pop(waiter.participant.client_id, None)
         if not waiters:
@@ -196,11 +210,17 @@ class WaitingRoom:
             room=room.room_id,
             user=waiter.participant.name,
             user_id=waiter.participant.client_id,
-            moderator=by.client_id,
+            moderator=by,
             reason=waiter.reason,
         )
         await self.outbox.emit(waiter.session.sid, RoomAllowed())
         await self.enter(waiter.session, room, waiter.participant)
+
+    async def close_room(self, room: Room) -> None:
+        """The room is deleted: the waiters' sockets close (their joins fail)."""
+        for waiter in self._rooms.pop(room.room_id, {}).values():
+            waiter.session.left = True
+            await self.outbox.disconnect(waiter.session.sid)
 
     async def _send_away(self, waiter: Waiter, notice: RoomDisconnectedNotice) -> None:
         session = waiter.session
