@@ -192,3 +192,25 @@ def test_config_checks_the_new_keys() -> None:
         {**base, "bots": [{"name": "m", "role": "moderator", "moderate": {"awaited": "deny"}}]}, {}
     )
     assert ok.bots[0].moderate.awaited == "deny" and ok.bots[0].room_info.wait_timeout_s == 120.0
+
+
+async def test_a_bot_waiting_to_be_let_in_stops_at_once_when_told(fast_server: RoomServer) -> None:
+    room_id = fast_server.create_room(name="knock", settings={"knock": True})["room_id"]
+    run = agent(fast_server, room_id, [{"name": "waiter", "local_info": NO_MEDIA}])
+    with logs() as entries:
+        task = asyncio.create_task(run.run())
+        for _ in range(100):
+            if of(entries, "room_awaited", "waiter"):
+                break
+            await asyncio.sleep(0.05)
+        assert of(entries, "room_awaited", "waiter")
+        stopped = time.monotonic()
+        run.stop()
+        assert await asyncio.wait_for(task, 10) == EXIT_OK
+    assert time.monotonic() - stopped < 3.0
+    assert [(r.outcome, r.reason) for r in run.results] == [(Outcome.COMPLETED, "stopped while joining")]
+    for _ in range(100):  # the server forgets a waiter whose socket closed
+        if fast_server.room_view(room_id)["awaited"] == []:
+            break
+        await asyncio.sleep(0.05)
+    assert fast_server.room_view(room_id)["awaited"] == []

@@ -11,8 +11,9 @@ Waiting is not joining: ``join_ms`` counts from the end of the wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.proto import ErrorCode
@@ -32,6 +33,25 @@ def join_outcome(code: int) -> str:
 def session_outcome(cause: object) -> str:
     """The outcome (``Outcome`` value) of a session that ended without being asked to."""
     return ROOM_ENDED.get(cause, "lost") if isinstance(cause, int) else "lost"
+
+
+async def join_unless_stopped(rtc: EnxRtc, stop: asyncio.Event, join: Awaitable[None]) -> bool:
+    """Run ``join`` (``rtc.join_room``) unless ``stop`` comes first: a join may wait in a
+    waiting room for minutes, and a stopped agent must leave within seconds. False when
+    stopped (the join is abandoned: ``rtc`` disconnected); a failed join raises as usual."""
+    joining = asyncio.ensure_future(join)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({joining, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if joining.done():
+        joining.result()
+        return True
+    await rtc.disconnect()  # wakes the waiting join
+    with contextlib.suppress(Exception):
+        await joining
+    return False
 
 
 class RoomControl:

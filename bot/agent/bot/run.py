@@ -27,7 +27,7 @@ from ..config import BotConfig
 from ..ops.observe import BotObserver, NullObserver, listening
 from ..rules.policy import Action, BandwidthFallback
 from .receive import Receiver
-from .room_control import RoomControl, join_outcome, session_outcome
+from .room_control import RoomControl, join_outcome, join_unless_stopped, session_outcome
 
 log = structlog.get_logger("bot.agent")
 
@@ -145,7 +145,9 @@ class Bot:
             self._wire_callbacks(rtc)
             self._t_join = time.perf_counter()
             self.log.info("joining", role=cfg.role)
-            await rtc.join_room(self.token, local_info, cfg.room_info, dict(cfg.advance_options))
+            join = rtc.join_room(self.token, local_info, cfg.room_info, dict(cfg.advance_options))
+            if not await join_unless_stopped(rtc, self._stop, join):
+                return BotResult(cfg.name, Outcome.COMPLETED, "stopped while joining")
         except RoomError as exc:
             return BotResult(cfg.name, Outcome(join_outcome(exc.code)), f"{exc}", code=exc.code)
         except MediaError as exc:
