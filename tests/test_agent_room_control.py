@@ -214,3 +214,15 @@ async def test_a_bot_waiting_to_be_let_in_stops_at_once_when_told(fast_server: R
             break
         await asyncio.sleep(0.05)
     assert fast_server.room_view(room_id)["awaited"] == []
+
+
+def test_worker_exit_codes_combine_with_not_admitted_last() -> None:
+    from bot.agent.errors import EXIT_CONFIG, EXIT_JOIN_FAILED, EXIT_SESSION_LOST
+    from bot.agent.swarm.workers import combine
+
+    assert combine([EXIT_OK, EXIT_NOT_ADMITTED]) == EXIT_NOT_ADMITTED
+    assert combine([EXIT_NOT_ADMITTED, EXIT_SESSION_LOST]) == EXIT_SESSION_LOST
+    assert combine([EXIT_NOT_ADMITTED, -9]) == EXIT_SESSION_LOST  # a killed worker
+    assert combine([EXIT_NOT_ADMITTED, EXIT_JOIN_FAILED]) == EXIT_JOIN_FAILED
+    assert combine([EXIT_CONFIG, EXIT_NOT_ADMITTED]) == EXIT_CONFIG
+    assert combine([EXIT_OK, EXIT_OK]) == EXIT_OK
