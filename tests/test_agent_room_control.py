@@ -226,3 +226,15 @@ def test_worker_exit_codes_combine_with_not_admitted_last() -> None:
     assert combine([EXIT_NOT_ADMITTED, EXIT_JOIN_FAILED]) == EXIT_JOIN_FAILED
     assert combine([EXIT_CONFIG, EXIT_NOT_ADMITTED]) == EXIT_CONFIG
     assert combine([EXIT_OK, EXIT_OK]) == EXIT_OK
+
+
+async def test_a_room_without_duration_has_no_clock(fast_server: RoomServer) -> None:
+    room = fast_server.create_room(name="open")
+    assert "duration" not in room["settings"]
+    run = agent(
+        fast_server, room["room_id"], [{"name": "stayer", "stay": MINUTE_S + 2, "local_info": NO_MEDIA}]
+    )
+    with logs() as entries:
+        assert await asyncio.wait_for(run.run(), MINUTE_S + 30) == EXIT_OK
+    assert [r.outcome for r in run.results] == [Outcome.COMPLETED]
+    assert not of(entries, "conference_remaining_duration")

@@ -30,7 +30,6 @@ DEFAULT_SETTINGS: Json = {
     "mode": "group",
     "scheduled": False,
     "adhoc": True,
-    "duration": 60,
     "moderators": "1",
     "participants": "10",
     "quality": "SD",
