@@ -95,7 +95,18 @@ async def test_moderators_publish_freely_in_a_lecture(room_server: RoomServer) -
     await teacher.disconnect()
 
 
-GARBAGE: list[Any] = [None, 7, "x", [], {}, {"clientId": 1}, {"clientId": ""}, {"clientId": "y" * 100_000}]
+GARBAGE: list[Any] = [
+    None,
+    7,
+    "x",
+    [],
+    {},
+    {"clientId": 1},
+    {"clientId": ""},
+    {"clientId": "y" * 100_000},
+    {"clientId": 2, "padding": "p" * 500_000},  # a huge message: refused like a small one
+    {"clientId": [{"deep": [[[[[]]]]]}]},
+]
 
 
 async def test_floor_requests_are_checked(room_server: RoomServer, raw_client: Any, peer: Any) -> None:

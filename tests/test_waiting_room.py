@@ -152,6 +152,7 @@ GARBAGE: list[Any] = [
     {"clientId": True},
     {"clientId": "x" * 100_000},
     {"clientId": {"$gt": ""}},
+    {"clientId": None, "padding": "p" * 500_000},
 ]
 
 
