@@ -165,8 +165,6 @@ class RoomSession:
         self.early: list[Item] = []
         """What arrived before ``room-connected``: the dispatcher handles it first, in order."""
         self.external_ip = ""
-        self.waited_ms: float | None = None
-        """Time spent in a waiting room before ``room-connected`` (None: no wait)."""
 
     async def open(self, rejoin: Rejoin | None = None) -> RoomState:
         """From socket to ``room-connected`` (and the two requests the official client makes
@@ -236,7 +234,6 @@ class RoomSession:
                     f"no room-connected from {host} within {ROOM_CONNECTED_TIMEOUT_S:g} s"
                 ) from None
             if isinstance(item, RoomConnected):
-                self.waited_ms = admission.waited_ms()
                 return item
             if isinstance(item, SocketClosed):
                 raise SignallingError(
