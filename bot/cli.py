@@ -1,7 +1,8 @@
 """``enx-bot``: parse arguments, configure logging, load the config, run; signals live here only.
 
-Exit codes: 0 normal end, 2 invalid config or arguments, 3 join failed, 4 session lost (a bot
-dropped by a moderator is not a failure: outcome ``dropped``, exit 0).
+Exit codes: 0 normal end, 2 invalid config or arguments, 3 join failed, 4 session lost, 5 not let
+into a waiting room, 6 (``report merge``) shards missing or failed. A bot dropped by a moderator or
+whose room ran out of time is not a failure (outcomes ``dropped``, ``room_ended``: exit 0).
 Bad input gets one line on stderr (what, where, what to do) and never a traceback.
 """
 
@@ -194,7 +195,7 @@ def _load(path: str, *, decode_tokens: bool = False) -> AgentConfig:
 
 
 def _cmd_report_merge(args: argparse.Namespace) -> int:
-    """Exit 0 merged; 5 merged, but shards are missing or failed; 2 nothing to merge or mixed."""
+    """Exit 0 merged; 6 merged, but shards are missing or failed; 2 nothing to merge or mixed."""
     from bot.agent import EXIT_INCOMPLETE, merge_reports, write_merged
 
     merged = merge_reports(args.inputs, allow_mixed=args.allow_mixed)

@@ -147,7 +147,7 @@ def test_shard_reports_land_on_one_claim_that_the_merge_job_and_the_reader_mount
     (merge_c,) = merge_pod["containers"]
     assert claim_at(merge_pod, merge_c, reports) == claim
     assert merge_c["args"][:3] == ["report", "merge", reports]
-    assert merge_job["spec"]["backoffLimit"] == 0  # an incomplete merge (exit 5) is not retried
+    assert merge_job["spec"]["backoffLimit"] == 0  # an incomplete merge (exit 6) is not retried
     (reader_c,) = reader["spec"]["containers"]
     assert claim_at(reader["spec"], reader_c, reports) == claim
 

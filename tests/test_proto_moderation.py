@@ -97,7 +97,7 @@ def test_notices_round_trip() -> None:
     ):
         assert decode_server(*encode(notice)) == notice
     _, args = encode(RoomDisconnected())
-    assert args == ({"cause": {"code": 2001, "msg": "disconnected-by-moderator"}},)
+    assert args == ({"cause": {"cause": 2001, "msg": "disconnected-by-moderator"}},)
     assert encode(RoomHardMuted(moderator="m"))[1][0]["status"] is True
     with pytest.raises(RemoteProtocolError):
         decode_server("room-disconnected", [{"cause": "no"}])

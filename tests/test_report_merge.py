@@ -139,7 +139,7 @@ def test_three_shards_merge_into_sums_and_pooled_percentiles(shard_reports: Path
     assert len(digests) == 1 and all(s["meta"]["version"] for s in shards)
 
     proc = _enx("report", "merge", str(shard_reports), "-o", str(tmp_path / "merged"))
-    assert proc.returncode == 5, proc.stderr  # merged, but a shard is missing
+    assert proc.returncode == 6, proc.stderr  # merged, but a shard is missing
     assert proc.stderr.count("\n") == 1 and "shard 3 missing" in proc.stderr
     merged = _load(tmp_path / "merged" / "report.json")
     assert merged["missing_shards"] == [3] and merged["meta"]["shard_count"] == SHARDS
@@ -184,7 +184,7 @@ def test_mixed_configs_are_refused_unless_asked(shard_reports: Path, tmp_path: P
     assert "--allow-mixed" in refused.stderr and not (tmp_path / "out").exists()
 
     allowed = _enx("report", "merge", str(mixed), "-o", str(tmp_path / "out.json"), "--allow-mixed")
-    assert allowed.returncode == 5, allowed.stderr
+    assert allowed.returncode == 6, allowed.stderr
     assert _load(tmp_path / "out.json")["meta"]["config_digest"] == "mixed"
 
 
@@ -195,7 +195,7 @@ def test_unreadable_and_absent_inputs(shard_reports: Path, tmp_path: Path) -> No
         '{"schema": "enx-bot.report/1", "summary": '
     )  # a pod killed mid-write
     proc = _enx("report", "merge", str(some), "-o", str(tmp_path / "out"))
-    assert proc.returncode == 5
+    assert proc.returncode == 6
     failed = _load(tmp_path / "out" / "report.json")["failed_shards"]
     assert [Path(f["file"]).name for f in failed] == ["report-3.json"]
 

@@ -199,6 +199,12 @@ def test_every_flutter_method_and_callback_exists() -> None:
         "on_hard_unmuted_audio", "on_hard_muted_video", "on_hard_unmuted_video",
         "on_start_recording_event", "on_stop_recording_event",
     }  # fmt: skip
+    brief |= {  # waiting room, room duration, lecture mode
+        "on_room_awaited", "on_user_awaited", "on_ack_for_approve_awaited_user",
+        "on_ack_for_deny_awaited_user", "on_conference_remaining_duration", "on_floor_requested",
+        "on_floor_request_received", "on_process_floor_requested", "on_granted_floor_request",
+        "on_denied_floor_request", "on_released_floor_request",
+    }  # fmt: skip
     assert brief == set(CALLBACK_NAMES)
 
 

@@ -60,7 +60,7 @@ async def test_moderator_drops_a_participant_who_hears_why_and_others_see_it_lea
     ack = await mod.ack("drop", {"all": False, "clientIds": [bob.client_id, "nobody"]})
     assert ack["result"] == 0 and ack["clientIds"] == [bob.client_id] and ack["notFound"] == ["nobody"]
     told = await bob.next("room-disconnected")
-    assert told["cause"] == {"code": ErrorCode.DISCONNECTED_BY_MODERATOR, "msg": "disconnected-by-moderator"}
+    assert told["cause"] == {"cause": ErrorCode.DISCONNECTED_BY_MODERATOR, "msg": "disconnected-by-moderator"}
     assert told["moderator"] == mod.client_id
     gone = await carol.next("user-disconnected")
     assert gone["clientId"] == bob.client_id
@@ -285,7 +285,7 @@ async def test_rest_drop_of_a_participant(
         async with http.delete(f"{base}/{bob.client_id}", headers=_auth()) as r:
             assert r.status == 200 and await r.json() == {"result": 0}
     told = await bob.next("room-disconnected")
-    assert told["cause"]["code"] == ErrorCode.DISCONNECTED_BY_MODERATOR and "moderator" not in told
+    assert told["cause"]["cause"] == ErrorCode.DISCONNECTED_BY_MODERATOR and "moderator" not in told
     await mod.next("user-disconnected", lambda p: p["clientId"] == bob.client_id)
     assert _ids(room_server, room["room_id"]) == {mod.client_id}
 

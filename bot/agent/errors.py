@@ -6,7 +6,8 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_JOIN_FAILED = 3
 EXIT_SESSION_LOST = 4
-EXIT_INCOMPLETE = 5
+EXIT_NOT_ADMITTED = 5  # a waiting room denied a bot or kept it waiting past wait_timeout_s
+EXIT_INCOMPLETE = 6
 """``report merge``: merged, but shards are missing or failed (named in the report)."""
 
 

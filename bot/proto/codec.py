@@ -39,6 +39,9 @@ from .events import (
     UserDisconnected,
     UserMuteChanged,
 )
+from .events.conference import ConferenceRemainingDuration, RoomDisconnectedNotice
+from .events.floor import FLOOR_NOTICES, FLOOR_REQUESTS
+from .events.waiting_room import ApproveAwaitedUser, DenyAwaitedUser, RoomAllowed, RoomAwaited, UserAwaited
 
 CLIENT_EVENTS: dict[str, Any] = {
     cls.WIRE: cls
@@ -54,6 +57,9 @@ CLIENT_EVENTS: dict[str, Any] = {
         DropRequest,
         SendData,
         *MODERATION_CLIENT_EVENTS,
+        ApproveAwaitedUser,
+        DenyAwaitedUser,
+        *FLOOR_REQUESTS,
     )
 }
 SERVER_EVENTS: dict[str, Any] = {
@@ -69,6 +75,12 @@ SERVER_EVENTS: dict[str, Any] = {
         ActiveTalkersUpdated,
         DataReceived,
         *MODERATION_SERVER_EVENTS,
+        RoomAwaited,
+        UserAwaited,
+        RoomAllowed,
+        *FLOOR_NOTICES,
+        ConferenceRemainingDuration,
+        RoomDisconnectedNotice,
     )
 }
 LEGACY_BANDWIDTH_EVENTS = ("onSelfBandwidthAlert", "onBandwidthAlert")
@@ -112,7 +124,11 @@ def decode_client(name: str, args: tuple[Any, ...] | list[Any]) -> ClientEvent:
     if cls is None:
         raise RemoteProtocolError(f"unknown client event '{name}'", ErrorCode.MALFORMED_REQUEST)
     payload = _first(name, args)
-    optional = cls in (GetMaxTalkers, DropRequest) or getattr(cls, "PAYLOAD_OPTIONAL", False)
+    optional = (
+        cls in (GetMaxTalkers, DropRequest)
+        or getattr(cls, "PAYLOAD_OPTIONAL", False)
+        or getattr(cls, "NO_ARGUMENT", False)
+    )
     if payload is None and not optional:
         raise RemoteProtocolError(f"{name}: missing argument", ErrorCode.MALFORMED_REQUEST)
     event: ClientEvent = cls.from_payload(payload)

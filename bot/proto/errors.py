@@ -28,6 +28,7 @@ class ErrorCode(IntEnum):
     # room-disconnected causes
     DISCONNECTED_BY_MODERATOR = 2001  # docs/protocol/moderation.md
     UNEXPECTED_DISCONNECT = 2002
+    CONFERENCE_EXPIRED = 2003  # settings.duration ran out: the room ended for everyone
     NORMAL_DISCONNECT = 2006
     # server refusals of the token handshake
     TOKEN_INVALID = 4101
@@ -51,6 +52,9 @@ class ErrorCode(IntEnum):
     ROOM_ALREADY_HARD_MUTED = 5038
     ROOM_NOT_HARD_MUTED = 5039
     DROP_NOT_PERMITTED = 5116
+    # the waiting room (knock / wait_for_moderator)
+    AWAIT_DENIED = 4130  # a moderator turned the waiting participant away
+    AWAIT_TIMED_OUT = 4131  # the client gave up waiting (room_info.wait_timeout_s)
 
 
 class ProtocolError(Exception):

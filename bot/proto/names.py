@@ -31,6 +31,15 @@ SERVER_EVENT_NAMES: dict[str, str] = {
     "hardunmute-user-video": "received_hard_unmute_video",
     "room-record-on": "room_recording_on",
     "room-record-off": "room_recording_off",
+    # waiting room, room duration, lecture mode
+    "room-awaited": "room_awaited",
+    "user-awaited": "user_awaited",
+    "room-allowed": "room_allowed",
+    "conference-remaining-duration": "conference_remaining_duration",
+    "floor-requested": "floor_request_received",
+    "floor-granted": "granted_floor_request",
+    "floor-denied": "denied_floor_request",
+    "floor-released": "released_floor_request",
 }
 
 # Flutter callback -> (EnxRtc attribute, what the payload is)
@@ -89,6 +98,30 @@ FLUTTER_CALLBACKS: dict[str, tuple[str, str]] = {
     "onHardUnMutedVideo": ("on_hard_unmuted_video", "dict: {result, msg, clientId}"),
     "onStartRecordingEvent": ("on_start_recording_event", "dict: {result, msg} (moderator)"),
     "onStopRecordingEvent": ("on_stop_recording_event", "dict: {result, msg} (moderator)"),
+    # waiting room, room duration, lecture mode (bot/rtc/room_control.py)
+    "onRoomAwaited": ("on_room_awaited", 'dict: {event_type: "knock"|"wait_for_moderator"}; join_room waits'),
+    "onUserAwaited": ("on_user_awaited", "dict: the waiting user (moderators)"),
+    "onAckForApproveAwaitedUser": ("on_ack_for_approve_awaited_user", "dict: {result, msg, clientId}"),
+    "onAckForDenyAwaitedUser": ("on_ack_for_deny_awaited_user", "dict: {result, msg, clientId}"),
+    "onConferenceRemainingDuration": (
+        "on_conference_remaining_duration",
+        "dict: {timeLeft} (minutes) before the room ends",
+    ),
+    "onFloorRequested": ("on_floor_requested", "dict: {result, msg}: the ack of request_floor"),
+    "onFloorRequestReceived": ("on_floor_request_received", "dict: {clientId, name} (moderators)"),
+    "onProcessFloorRequested": (
+        "on_process_floor_requested",
+        "dict: {result, msg, clientId, action}: the ack of grant/deny/release_floor",
+    ),
+    "onGrantedFloorRequest": (
+        "on_granted_floor_request",
+        "dict: {clientId, name, moderatorId}; publishing starts",
+    ),
+    "onDeniedFloorRequest": ("on_denied_floor_request", "dict: {clientId, name, moderatorId}"),
+    "onReleasedFloorRequest": (
+        "on_released_floor_request",
+        "dict: {clientId, name, moderatorId}; our stream is gone",
+    ),
 }
 
 # Flutter method -> EnxRtc method
@@ -121,4 +154,10 @@ FLUTTER_METHODS: dict[str, str] = {
     "hardUnMuteUserVideo": "hard_unmute_user_video",
     "startRecord": "start_record",
     "stopRecord": "stop_record",
+    "approveAwaitedUser": "approve_awaited_user",
+    "denyAwaitedUser": "deny_awaited_user",
+    "requestFloor": "request_floor",
+    "grantFloor": "grant_floor",
+    "denyFloor": "deny_floor",
+    "releaseFloor": "release_floor",
 }

@@ -63,6 +63,18 @@ CallbackName = Literal[
     "on_hard_unmuted_video",
     "on_start_recording_event",
     "on_stop_recording_event",
+    # waiting room, room duration, lecture mode (room_control.py)
+    "on_room_awaited",
+    "on_user_awaited",
+    "on_ack_for_approve_awaited_user",
+    "on_ack_for_deny_awaited_user",
+    "on_conference_remaining_duration",
+    "on_floor_requested",
+    "on_floor_request_received",
+    "on_process_floor_requested",
+    "on_granted_floor_request",
+    "on_denied_floor_request",
+    "on_released_floor_request",
 ]
 CALLBACK_NAMES: tuple[str, ...] = get_args(CallbackName)
 

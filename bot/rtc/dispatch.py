@@ -54,6 +54,7 @@ class Dispatcher:
         subscriber: RemoteSubscriptions,
         lost: Callable[[str], Awaitable[None]],
         end: Callable[[Json], Awaitable[None]] | None = None,
+        more: Mapping[type, Handler] | None = None,
     ) -> None:
         self._ctx = ctx
         self._publisher = publisher
@@ -80,6 +81,7 @@ class Dispatcher:
                 DataReceived: lambda item: deliver_data(ctx, item),
                 UnknownEvent: self._unknown,
                 **(ModerationEvents(ctx, publisher, end).handlers() if end is not None else {}),
+                **(more or {}),  # the waiting room, the room clock, the floor (room_control.py)
             }
         )
 

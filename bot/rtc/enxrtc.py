@@ -57,6 +57,7 @@ from .lifecycle import NORMAL_DISCONNECT, UNEXPECTED_DISCONNECT, Lifecycle
 from .moderation import ModeratorControls
 from .options import LocalInfo, RoomInfo, SubscribeOptions
 from .publisher import LocalPublisher
+from .room_control import RoomControlApi
 from .session import Context, FailureHook, report
 from .stats import DEFAULT_WINDOW_S
 from .stats_payload import collect
@@ -68,9 +69,10 @@ __all__ = ["IN_ROOM", "NORMAL_DISCONNECT", "UNEXPECTED_DISCONNECT", "EnxRtc", "P
 _log = structlog.get_logger(__name__)
 
 
-class EnxRtc(ModeratorControls):
+class EnxRtc(ModeratorControls, RoomControlApi):
     """A headless EnableX participant (Flutter ``EnxRtc`` / ``EnxRoom``); moderator controls
-    and the moderation callbacks come from :class:`~bot.rtc.moderation.ModeratorControls`.
+    and the moderation callbacks come from :class:`~bot.rtc.moderation.ModeratorControls`, the
+    waiting room, room clock and floor from :class:`~bot.rtc.room_control.RoomControlApi`.
 
     ``audio_track``/``video_track`` are aiortc tracks to publish; when None and ``local_info``
     asks for that kind, silence / a black picture is sent. Tracks passed in are never stopped
@@ -187,6 +189,7 @@ class EnxRtc(ModeratorControls):
         self._subscriber = RemoteSubscriptions(ctx, receive, rate_window_s=window)
         self._life = Lifecycle(ctx, self._publisher, self._subscriber)
         self._data = RoomData(ctx)
+        self._init_room_control(self._life.control)  # waiting room, duration, floor (room_control.py)
         self._advance_options: object = None
 
     # ------------------------------------------------------------------ public: lifecycle

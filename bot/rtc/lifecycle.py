@@ -25,6 +25,7 @@ from .messages import Rejoin
 from .publisher import LocalPublisher
 from .reconnect import GiveUp, ReconnectPolicy
 from .reconnector import Reconnector, Rejoined
+from .room_control import RoomControl
 from .session import Context, RoomSession
 from .signalling import SocketClosed
 from .state import RoomState
@@ -46,12 +47,14 @@ class Lifecycle:
         self._ctx = ctx
         self._publisher = publisher
         self._subscriber = subscriber
+        self.control = RoomControl(ctx, publisher, self._ended)
         self.dispatcher = Dispatcher(
             ctx,
             publisher,
             subscriber,
             self._connection_lost,
             end=lambda payload: self.leave(payload, leave=False),
+            more=self.control.handlers(),
         )
         self._reconnector: Reconnector | None = None
         self._reconnecting: asyncio.Task[None] | None = None
@@ -253,6 +256,10 @@ class Lifecycle:
         await self._teardown(session, leave=False, retire=True)
 
     # ------------------------------------------------------------------ leaving
+
+    async def _ended(self, payload: Json) -> None:
+        """The server ended our session (``room-disconnected``): leave, never reconnect."""
+        await self.leave(payload, leave=False)
 
     async def leave(self, payload: Json, *, leave: bool) -> None:
         """Leave (once, whoever asks first); safe from inside a callback."""

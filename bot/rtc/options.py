@@ -82,6 +82,8 @@ class LocalInfo:
         return self.audio or self.video
 
 
+DEFAULT_WAIT_TIMEOUT_S = 120.0
+"""How long a join may wait in a waiting room when ``room_info`` does not say."""
 DEFAULT_TIMEOUT_INTERVAL_S = 15.0
 """How long reconnecting may take, in all, when ``room_info`` does not say."""
 MILLISECONDS_FROM = 1000
@@ -104,6 +106,9 @@ class RoomInfo:
     """``forceTurn``: relay-only ICE; fail with 1160 when no relay candidate can be gathered."""
     audio_only: bool = False
     """``audio_only``: publish no video whatever ``local_info`` says."""
+    wait_timeout_s: float = DEFAULT_WAIT_TIMEOUT_S
+    """``wait_timeout_s``: how long to wait in a waiting room (knock / wait_for_moderator)
+    before giving up with 4131; a moderator's denial ends it at once (4130)."""
 
     @classmethod
     def from_dict(cls, value: object) -> RoomInfo:
@@ -126,7 +131,14 @@ class RoomInfo:
                 ErrorCode.INVALID_PARAMETERS,
                 f"room_info['number_of_attempts'] must be 0 or more, got {attempts}",
             )
+        wait = d.get("wait_timeout_s", DEFAULT_WAIT_TIMEOUT_S)
+        if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 < wait < float("inf"):
+            raise RoomError(
+                ErrorCode.INVALID_PARAMETERS,
+                f"room_info['wait_timeout_s'] must be a positive number of seconds, got {wait!r}",
+            )
         return cls(
+            wait_timeout_s=float(wait),
             force_turn=_read(d, w, "forceTurn", bool, False),
             allow_reconnect=_read(d, w, "allow_reconnect", bool, True),
             number_of_attempts=attempts,

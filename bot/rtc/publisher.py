@@ -30,6 +30,7 @@ from bot.proto import (
 
 from .bandwidth import BandwidthState, CapVideo, HoldVideo, Notify
 from .errors import MediaError, RoomError
+from .lecture import lecture_listener
 from .legs import PublishLeg
 from .messages import publish_request
 from .publication import LocalPublication
@@ -74,6 +75,8 @@ class LocalPublisher:
         self._task: asyncio.Task[None] | None = None
         self.stream_id: int | None = None
         """Our stream's id once ``on_published_stream`` fired."""
+        self.floor_granted = False
+        """Lecture mode: a moderator granted us the floor (``room_control.py``)."""
         self._ready: asyncio.Future[int] | None = None
         """A rejoin waiting for the new stream's ``ready`` (instead of ``on_published_stream``)."""
 
@@ -85,6 +88,9 @@ class LocalPublisher:
             return False
         if room.me.role in NO_PUBLISH_ROLES or room.me.permissions.get("publish") is False:
             self._ctx.log.info("not_publishing", role=room.me.role, reason="role may not publish")
+            return False
+        if not self.floor_granted and lecture_listener(room):
+            self._ctx.log.info("not_publishing", role=room.me.role, reason="lecture mode: no floor yet")
             return False
         return True
 

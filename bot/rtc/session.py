@@ -40,6 +40,7 @@ from .publication import LocalPublication
 from .signalling import Inbound, Signalling, SocketClosed, signalling_url
 from .state import RoomState
 from .subscription import RemoteSubscription
+from .waiting_room import Admission
 
 ROOM_CONNECTED_TIMEOUT_S = 10.0
 DROP_TIMEOUT_S = 1.0
@@ -214,24 +215,32 @@ class RoomSession:
         return room
 
     async def _wait_room_connected(self) -> RoomConnected:
-        """``room-connected`` (10 s at most); anything before it is kept in ``early``."""
+        """``room-connected`` (10 s at most, plus the time spent in a waiting room: see
+        ``waiting_room.py``); anything else before it is kept in ``early``."""
         host = self.envelope.host
-        try:
-            async with asyncio.timeout(ROOM_CONNECTED_TIMEOUT_S):
-                while True:
+        loop = asyncio.get_running_loop()
+        ctx = self._ctx
+        admission = Admission(
+            ctx.room_info, ctx.log, ctx.fire, loop_time=loop.time(), connect_s=ROOM_CONNECTED_TIMEOUT_S
+        )
+        while True:
+            try:
+                async with asyncio.timeout_at(admission.deadline):
                     item = await self.inbox.get()
-                    if isinstance(item, RoomConnected):
-                        return item
-                    if isinstance(item, SocketClosed):
-                        raise SignallingError(
-                            f"signalling server {host} closed the connection before "
-                            f"room-connected ({item.reason})"
-                        )
-                    self.early.append(item)
-        except TimeoutError:
-            raise SignallingError(
-                f"no room-connected from {host} within {ROOM_CONNECTED_TIMEOUT_S:g} s"
-            ) from None
+            except TimeoutError:
+                if admission.waiting:
+                    raise admission.timed_out() from None
+                raise SignallingError(
+                    f"no room-connected from {host} within {ROOM_CONNECTED_TIMEOUT_S:g} s"
+                ) from None
+            if isinstance(item, RoomConnected):
+                return item
+            if isinstance(item, SocketClosed):
+                raise SignallingError(
+                    f"signalling server {host} closed the connection before room-connected ({item.reason})"
+                )
+            if not await admission.handle(item, loop.time()):
+                self.early.append(item)
 
     async def aclose(self, *, leave: bool = False, stream_id: int | None = None) -> None:
         """Close the socket; with ``leave``, say goodbye first (``unpublish`` of ``stream_id``,

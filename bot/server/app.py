@@ -32,6 +32,7 @@ from .media import MediaServer
 from .metrics import server_registry
 from .presence import RECONNECT_GRACE_S
 from .rest import API_PREFIX, make_app
+from .rest_room_control import add_routes as add_room_control_routes
 from .rooms import RoomRegistry, check_role
 from .signalling import Signalling
 from .stats import Failures, SignallingStats
@@ -81,6 +82,7 @@ class RoomServer:
         tap_encoded: bool = True,
         lean_intake: bool = True,
         clock: Callable[[], float] = time.time,
+        minute_s: float = 60.0,
     ) -> None:
         if not app_id or not app_key:
             raise ValueError("RoomServer needs an app_id and an app_key")
@@ -107,6 +109,7 @@ class RoomServer:
             max_talkers=max_talkers,
             reconnect_grace_s=reconnect_grace_s,
             failures=self.failures,
+            minute_s=minute_s,  # how long a minute of settings.duration lasts (tests shorten it)
         )
         self.registry = server_registry(self)
         """This server's Prometheus metrics (``enx_server_*``; see :mod:`.metrics`), also at
@@ -136,6 +139,7 @@ class RoomServer:
         if self._closed:
             raise RuntimeError("RoomServer is closed")
         app = make_app(self)
+        add_room_control_routes(app, self.signalling)  # the emulator's waiting room and room end
         self.signalling.attach(app)
         runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
@@ -297,6 +301,10 @@ class RoomServer:
             "room_id": room.room_id,
             "name": room.name,
             "participants": participants,
+            # the waiting room (knock / wait_for_moderator): accepted tokens not let in yet
+            "awaited": [
+                w.participant.user_info().to_payload() for w in self.signalling.waiting_room.waiting(room)
+            ],
         }
 
 

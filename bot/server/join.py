@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import structlog
@@ -38,6 +38,7 @@ from .rooms import Participant, Room, RoomRegistry
 from .stats import SignallingStats
 from .tasks import Tasks
 from .tokens import Claims, TokenBook
+from .waiting_room import WaitingRoom, await_reason
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +74,12 @@ class Joining:
         self.on_admitted: list[Callable[[Room, Participant, bool], None]] = []
         """``hook(room, participant, rejoin)`` as a participant is (re)admitted, before anyone
         hears of it (moderation)."""
+        self.waiting_room: WaitingRoom | None = None
+        """Holds joiners of knock / wait_for_moderator rooms (set by the signalling adapter)."""
+        self.entered: list[Callable[[Room, Participant], Awaitable[None]]] = []
+        """Run after each fresh join (the waiting room, the room clock)."""
+        self.snapshot_extras: list[Callable[[Room, Participant], Json]] = []
+        """Extra ``room-connected`` fields for one joiner (waiting list, lecture hands)."""
 
     def refuse(
         self,
@@ -96,7 +103,8 @@ class Joining:
         return Ack.error(exc.code, str(exc)).to_payload()
 
     async def on_token(self, session: Session, request: TokenRequest) -> Json:
-        if session.client_id is not None:
+        waiting = self.waiting_room is not None and self.waiting_room.is_waiting(session.sid)
+        if session.client_id is not None or waiting:
             raise RequestRefused("already joined on this socket", ErrorCode.ALREADY_JOINED)
         attempt = PhaseMachine.participant()
         token_id = request.envelope.get("tokenId")
@@ -124,24 +132,38 @@ class Joining:
             jti=claims.jti,
             phase=attempt,
         )
-        self.presences.admit(session, room, participant)
-        for hook in self.on_admitted:
-            hook(room, participant, False)
         self.tokens.consume(claims, client_id)
+        reason = None if self.waiting_room is None else await_reason(room, participant)
+        if reason is not None and self.waiting_room is not None:
+            return await self.waiting_room.hold(session, room, participant, reason)
+        await self.enter(session, room, participant)
+        return Ack(fields={"clientId": client_id, "connectedIP": session.remote_ip}).to_payload()
+
+    async def enter(self, session: Session, room: Room, participant: Participant) -> None:
+        """A fresh participant joins: the others hear ``user-connected``, it gets its
+        ``room-connected`` (after the token ack), then the ``entered`` hooks run."""
+        self.presences.admit(session, room, participant)
+        for admitted in self.on_admitted:
+            admitted(room, participant, False)
         self.stats.joins += 1
         # What the joiner sees is fixed now; anything later reaches it through ``pending``.
         snapshot = self._snapshot(room, participant, session)
         log.info(
             "participant_joined",
             room=room.room_id,
-            client_id=client_id,
+            client_id=participant.client_id,
             name=participant.name,
             role=participant.role,
-            rejoin=request.is_reconnecting,
+            rejoin=False,
         )
-        await self.outbox.broadcast(room, UserConnected(user=participant.user_info()), exclude=client_id)
-        self.tasks.spawn(self._announce(participant, snapshot), name=f"room-connected-{client_id}")
-        return Ack(fields={"clientId": client_id, "connectedIP": session.remote_ip}).to_payload()
+        await self.outbox.broadcast(
+            room, UserConnected(user=participant.user_info()), exclude=participant.client_id
+        )
+        self.tasks.spawn(
+            self._announce(participant, snapshot), name=f"room-connected-{participant.client_id}"
+        )
+        for hook in self.entered:
+            await hook(room, participant)
 
     def _snapshot(self, room: Room, participant: Participant, session: Session) -> RoomConnected:
         stale: set[int] = set().union(*(p.stale_streams for p in room.participants.values()))
@@ -160,6 +182,7 @@ class Joining:
             initial_num_ats=room.initial_num_ats(self.max_talkers),
             max_talkers=self.max_talkers,
             internet_detection_url=session.base_url + STATUS_PATH if session.base_url else None,
+            extra={k: v for extra in self.snapshot_extras for k, v in extra(room, participant).items()},
         )
 
     async def _announce(self, participant: Participant, snapshot: RoomConnected) -> None:

@@ -70,6 +70,8 @@ class Requests:
         self.outbox = outbox
         self.tasks = tasks
         self.max_talkers = max_talkers
+        self.publish_gate: Callable[[Room, Participant], None] | None = None
+        """Raises when this participant may not publish now (lecture mode without the floor)."""
 
     def handlers(self) -> dict[type, Handler]:
         return {
@@ -136,6 +138,8 @@ class Requests:
         room, participant = self._member(session)
         if not participant.can_publish:
             raise RequestRefused(f"role '{participant.role}' may not publish", ErrorCode.NOT_PERMITTED)
+        if self.publish_gate is not None:
+            self.publish_gate(room, participant)
         if not (event.audio or event.video):
             raise RequestRefused("publish: neither audio nor video", ErrorCode.INVALID_PARAMETERS)
         if participant.stale_streams:  # the rejoined client's new stream replaces the old ones

@@ -30,7 +30,6 @@ DEFAULT_SETTINGS: Json = {
     "mode": "group",
     "scheduled": False,
     "adhoc": True,
-    "duration": 60,
     "moderators": "1",
     "participants": "10",
     "quality": "SD",
@@ -54,6 +53,8 @@ SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "abwd": (bool,),
     "max_active_talkers": (int,),
     "media_configuration": (str,),
+    "knock": (bool,),  # the waiting room: a moderator approves each participant
+    "wait_for_moderator": (bool,),  # participants wait until a moderator is in
 }
 MODES = ("group", "lecture")
 SETTING_RANGES: dict[str, tuple[int, int]] = {

@@ -70,16 +70,19 @@ from bot.proto import (
 from .bandwidth_events import BandwidthEvents
 from .data_relay import MAX_SOCKET_MESSAGE_BYTES, DataRelay
 from .errors import ClientNotFound, RequestRefused, ServerError
+from .floor import Floor
 from .join import Joining
 from .media import MediaServer
 from .moderation import Moderation
 from .outbox import Outbox
 from .presence import RECONNECT_GRACE_S, Presences, Session
 from .requests import AckPayload, Requests
+from .room_clock import MINUTE_S, RoomClocks
 from .rooms import Room, RoomRegistry
 from .stats import Failures, SignallingStats
 from .tasks import Tasks
 from .tokens import TokenBook
+from .waiting_room import WaitingRoom
 
 __all__ = ["RECONNECT_GRACE_S", "SOCKETIO_PATH", "Signalling"]
 
@@ -105,6 +108,7 @@ class Signalling:
         max_talkers: int = 6,
         reconnect_grace_s: float = RECONNECT_GRACE_S,
         failures: Failures | None = None,
+        minute_s: float = MINUTE_S,
     ) -> None:
         self.rooms = rooms
         self.tokens = tokens
@@ -155,9 +159,15 @@ class Signalling:
         self.bandwidth_events = BandwidthEvents(
             rooms=rooms, media=media, outbox=self.outbox, tasks=self.tasks, stats=self.stats
         )
+        self._room_control(minute_s)
         self._closing = False
         self.data_relay = DataRelay(presences=self.presences, outbox=self.outbox, stats=self.stats)
-        self._handlers = {**self.requests.handlers(), **self.data_relay.handlers()}
+        self._handlers = {
+            **self.requests.handlers(),
+            **self.data_relay.handlers(),
+            **self.waiting_room.handlers(),
+            **self.floor.handlers(),
+        }
         self.moderation = Moderation(
             rooms=rooms,
             presences=self.presences,
@@ -172,6 +182,24 @@ class Signalling:
         for name in [*CLIENT_EVENTS, *MUTE_EVENTS]:
             self.sio.on(name, self._request_handler(name))
         self.sio.on("*", self._on_unknown_event)
+
+    def _room_control(self, minute_s: float) -> None:
+        """The waiting room, lecture mode's floor and the room clock, hooked into joining."""
+        self.waiting_room = WaitingRoom(presences=self.presences, outbox=self.outbox, tasks=self.tasks)
+        self.floor = Floor(presences=self.presences, outbox=self.outbox)
+        self.room_clocks = RoomClocks(
+            rooms=self.rooms,
+            presences=self.presences,
+            outbox=self.outbox,
+            tasks=self.tasks,
+            waiting_room=self.waiting_room,
+            minute_s=minute_s,
+        )
+        self.waiting_room.enter = self.joining.enter
+        self.joining.waiting_room = self.waiting_room
+        self.joining.entered += [self.waiting_room.entered, self.room_clocks.entered]
+        self.joining.snapshot_extras += [self.waiting_room.awaited_list, self.floor.hands]
+        self.requests.publish_gate = self.floor.check_publish
 
     @property
     def reconnect_grace_s(self) -> float:
@@ -217,6 +245,7 @@ class Signalling:
         if session is None:
             return
         self.tasks.cancel(session.timers)
+        self.waiting_room.forget(sid)
         if not session.joined:
             return
         deliberate = reason in (self.sio.reason.CLIENT_DISCONNECT, self.sio.reason.SERVER_DISCONNECT)
@@ -268,7 +297,8 @@ class Signalling:
     # ------------------------------------------------------------------ lifecycle
 
     async def close_room(self, room: Room) -> None:
-        """Disconnect everyone in a room being deleted."""
+        """Disconnect everyone in a room being deleted (those waiting to be let in too)."""
+        await self.waiting_room.close_room(room)
         await self.presences.close_room(room)
         self.moderation.forget(room.room_id)
 

@@ -31,6 +31,7 @@ from ..rules.policy import Action, BandwidthFallback
 from .chat import Chat
 from .moderation import wire_moderation
 from .receive import Receiver
+from .room_control import RoomControl, join_outcome, join_unless_stopped, session_outcome
 from .scenario import ScenarioRun
 
 log = structlog.get_logger("bot.agent")
@@ -44,6 +45,9 @@ class Outcome(enum.StrEnum):
     JOIN_FAILED = "join_failed"
     LOST = "lost"  # the session ended without being asked to
     DROPPED = "dropped"  # a moderator (or the application server) removed it: not a failure, exit 0
+    ROOM_ENDED = "room_ended"  # the room's duration ran out (2003): not a failure
+    DENIED = "denied"  # a moderator turned the waiting bot away (4130)
+    WAIT_TIMEOUT = "wait_timeout"  # nobody let the bot in within room_info.wait_timeout_s (4131)
 
 
 @dataclass
@@ -101,6 +105,8 @@ class Bot:
             cfg.name, cfg.receive, log=lambda: self.log, events=self.events, rtc=lambda: self.rtc
         )
         self._totals_task: asyncio.Task[None] | None = None
+        self.room_control = RoomControl(cfg, self.log)  # waiting room, duration, lecture floor
+        self.room_control.log = lambda: self.log
 
     def __repr__(self) -> str:
         return f"Bot({self.cfg.name!r}, room={self.room_label!r})"  # never the token
@@ -152,9 +158,11 @@ class Bot:
             self._wire_callbacks(rtc)
             self._t_join = time.perf_counter()
             self.log.info("joining", role=cfg.role)
-            await rtc.join_room(self.token, local_info, cfg.room_info, dict(cfg.advance_options))
+            join = rtc.join_room(self.token, local_info, cfg.room_info, dict(cfg.advance_options))
+            if not await join_unless_stopped(rtc, self._stop, join):
+                return BotResult(cfg.name, Outcome.COMPLETED, "stopped while joining")
         except RoomError as exc:
-            return BotResult(cfg.name, Outcome.JOIN_FAILED, f"{exc}", code=exc.code)
+            return BotResult(cfg.name, Outcome(join_outcome(exc.code)), f"{exc}", code=exc.code)
         except MediaError as exc:
             self.log.error("media_error", error=str(exc))
             return BotResult(cfg.name, Outcome.JOIN_FAILED, str(exc))
@@ -168,7 +176,7 @@ class Bot:
                 for track in (audio, video):
                     if track is not None:
                         track.stop()
-        join_ms = (time.perf_counter() - self._t_join) * 1000
+        join_ms = (time.perf_counter() - self._t_join) * 1000 - self.room_control.waited_ms
         self.events.bot_state(cfg.name, "connected")
         self.events.join_latency(cfg.name, join_ms / 1000)
         if cfg.receive.stats_seconds is None and listening(self.events):
@@ -183,6 +191,7 @@ class Bot:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._totals_task
             await self.chat.aclose()
+            await self.room_control.aclose()
             await rtc.disconnect()
             for track in (audio, video):
                 if track is not None:
@@ -225,7 +234,7 @@ class Bot:
             cause = gone.result() or {}
             if cause.get("cause") == ErrorCode.DISCONNECTED_BY_MODERATOR:  # it does not rejoin
                 return Outcome.DROPPED, str(cause.get("msg", "disconnected-by-moderator"))
-            return Outcome.LOST, str(cause.get("msg", "disconnected"))
+            return Outcome(session_outcome(cause.get("cause"))), str(cause.get("msg", "disconnected"))
         if stop in done:
             return Outcome.COMPLETED, "signal"
         self.log.info("stay_over", stay_s=self.cfg.stay)
@@ -254,6 +263,7 @@ class Bot:
         rtc.on_message_received = self._on_message
         rtc.on_user_data_received = self.chat.user_data_received
         wire_moderation(rtc, lambda: self.log)
+        self.room_control.wire(rtc)
 
     def _on_message(self, payload: dict[str, Any]) -> None:
         self.chat.message_received(payload)
@@ -389,9 +399,13 @@ class Bot:
         if room_id:
             self.room_label = str(room_id)
         self._count_participants()
+        self.room_control.room_connected(payload)
         self.log.info(
             "room_connected",
-            join_ms=round((time.perf_counter() - (self._t_join or 0)) * 1000, 1),
+            join_ms=round(
+                (time.perf_counter() - (self._t_join or 0)) * 1000 - self.room_control.waited_ms, 1
+            ),
+            **({"waited_ms": self.room_control.waited_ms} if self.room_control.waited_ms else {}),
             participants=[u.get("name") for u in users if u.get("clientId") != me.get("clientId")],
             role=me.get("role"),
         )

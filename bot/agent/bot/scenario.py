@@ -17,16 +17,27 @@ import contextlib
 import heapq
 import random
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, Protocol
 
-from bot.rtc import RoomError
+from bot.rtc import EnxRtc, RoomError
 
+from ..config import BotConfig
 from ..config.scenario import ScenarioStep, parse_range
 from ..ops.observe import BotObserver
 
-if TYPE_CHECKING:
-    from .run import Bot
+
+class Bot(Protocol):
+    """What a scenario drives (``bot.agent.bot.run.Bot``)."""
+
+    cfg: BotConfig
+    rtc: EnxRtc | None
+    log: Any
+
+    def remote_streams(self) -> dict[object, dict[str, Any]]: ...
+    async def send_message(self, text: str, to: Iterable[str] | str = ()) -> dict[str, Any]: ...
+    async def send_user_data(self, data: object, to: Iterable[str] | str = ()) -> dict[str, Any]: ...
+
 
 Ending = Literal["leave", "rejoin"]
 HORIZON_S = 7 * 24 * 3600.0  # an `every` step is not planned further than a week ahead

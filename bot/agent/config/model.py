@@ -27,6 +27,7 @@ from bot.rtc import LocalInfo, RoomInfo
 from ..rules.policy import FallbackSettings
 from ..rules.ramp import Backoff, RampSchedule, Stage, parse_duration
 from .chat import ReplyConfig
+from .room_control import ModerateConfig
 from .scenario import ScenarioStep, check_scenario
 
 DEFAULT_API_URL = "https://api.enablex.io/video/v2"
@@ -71,6 +72,8 @@ def check_room_info(info: RoomInfo) -> RoomInfo:
         raise ValueError("room_info.number_of_attempts must be 0 or more")
     if info.timeout_interval <= 0:
         raise ValueError("room_info.timeout_interval must be more than 0 seconds")
+    if not 0 < info.wait_timeout_s < float("inf"):
+        raise ValueError("room_info.wait_timeout_s must be more than 0 seconds")
     if info.timeout_interval >= TIMEOUT_MS_FROM:
         return dataclasses.replace(info, timeout_interval=info.timeout_interval / 1000)
     return info
@@ -159,9 +162,15 @@ class BotConfig:
     receive: ReceiveConfig = field(default_factory=ReceiveConfig)
     scenario: list[ScenarioStep] = field(default_factory=list)
     """What the bot does while in the room (``bot.agent.config.scenario``)."""
+    request_floor: bool = True
+    """Lecture mode: a participant that publishes asks for the floor on joining."""
+    moderate: ModerateConfig = field(default_factory=ModerateConfig)
+    """A moderator's answers to knocking participants and floor requests."""
 
     def __post_init__(self) -> None:
         check_scenario(tuple(self.scenario))
+        if self.moderate != ModerateConfig() and self.role != "moderator":
+            raise ValueError(f"moderate is for moderators; bot {self.name!r} is a {self.role}")
         if not self.name.strip():
             raise ValueError("bot name is empty")
         if self.join_delay < 0:

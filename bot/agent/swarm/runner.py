@@ -29,7 +29,7 @@ from bot.server import RoomServer
 
 from ..bot import Bot, BotResult, Outcome, ScenarioRun, TokenSource, TokenSourceError
 from ..config import AgentConfig, BotConfig
-from ..errors import EXIT_JOIN_FAILED, EXIT_OK, EXIT_SESSION_LOST
+from ..errors import EXIT_JOIN_FAILED, EXIT_NOT_ADMITTED, EXIT_OK, EXIT_SESSION_LOST
 from ..ops.observe import BotObserver, NullObserver
 from ..rules.retry import retryable
 from .plan import Swarm, SwarmPlan
@@ -270,7 +270,7 @@ class Agent:
     def exit_code(self) -> int:
         outcomes = {r.outcome for r in self.results}
         for r in self.results:
-            if r.outcome is not Outcome.COMPLETED and len(self.results) <= 20:
+            if r.outcome not in (Outcome.COMPLETED, Outcome.ROOM_ENDED) and len(self.results) <= 20:
                 log.warning(
                     "bot_ended",
                     bot=r.name,
@@ -282,11 +282,18 @@ class Agent:
             return EXIT_JOIN_FAILED
         if Outcome.LOST in outcomes:
             return EXIT_SESSION_LOST
+        if Outcome.DENIED in outcomes or Outcome.WAIT_TIMEOUT in outcomes:
+            return EXIT_NOT_ADMITTED
         return EXIT_OK
 
     def first_failure(self) -> str | None:
         """One line for stderr about the run's failures, or None."""
-        for outcome, what in ((Outcome.JOIN_FAILED, "could not join"), (Outcome.LOST, "lost its session")):
+        for outcome, what in (
+            (Outcome.JOIN_FAILED, "could not join"),
+            (Outcome.LOST, "lost its session"),
+            (Outcome.DENIED, "was denied entry by a moderator"),
+            (Outcome.WAIT_TIMEOUT, "was not let in within room_info.wait_timeout_s"),
+        ):
             failed = [r for r in self.results if r.outcome is outcome]
             if not failed:
                 continue

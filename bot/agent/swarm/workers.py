@@ -27,7 +27,7 @@ import time
 import structlog
 
 from ..config import AgentConfig
-from ..errors import EXIT_CONFIG, EXIT_JOIN_FAILED, EXIT_OK, EXIT_SESSION_LOST
+from ..errors import EXIT_CONFIG, EXIT_JOIN_FAILED, EXIT_NOT_ADMITTED, EXIT_OK, EXIT_SESSION_LOST
 from .plan import PLAN_ENV, Swarm
 
 log = structlog.get_logger("bot.agent")
@@ -68,13 +68,16 @@ def die_with_parent(parent: int) -> bool:
 
 
 def combine(codes: list[int]) -> int:
-    """One exit code for the run: config > join failed > session lost (a crashed worker too)."""
+    """One exit code for the run: config > join failed > session lost (a crashed worker too) >
+    not let into a waiting room."""
     if EXIT_CONFIG in codes:
         return EXIT_CONFIG
     if EXIT_JOIN_FAILED in codes:
         return EXIT_JOIN_FAILED
-    if any(c != EXIT_OK for c in codes):
+    if any(c not in (EXIT_OK, EXIT_NOT_ADMITTED) for c in codes):
         return EXIT_SESSION_LOST
+    if EXIT_NOT_ADMITTED in codes:
+        return EXIT_NOT_ADMITTED
     return EXIT_OK
 
 

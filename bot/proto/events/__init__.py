@@ -13,7 +13,20 @@ custom data, both directions).
 
 from .acks import Ack
 from .common import DEFAULT_PERMISSIONS, IceServer, Json, MediaKind, StreamInfo, UserInfo
+from .conference import ConferenceRemainingDuration, RoomDisconnected, RoomDisconnectedNotice
 from .data import DataReceived, SendData
+from .floor import (
+    FLOOR_NOTICES,
+    FLOOR_REQUESTS,
+    DenyFloor,
+    FloorDenied,
+    FloorGranted,
+    FloorReleased,
+    FloorRequested,
+    GrantFloor,
+    ReleaseFloor,
+    RequestFloor,
+)
 from .moderation import (
     HARD_MUTE_USER_EVENTS,
     MODERATION_CLIENT_EVENTS,
@@ -21,7 +34,6 @@ from .moderation import (
     HardMuteRoom,
     HardMuteUser,
     HardUnmuteRoom,
-    RoomDisconnected,
     RoomHardMuted,
     RoomHardUnmuted,
     RoomRecordOff,
@@ -68,6 +80,15 @@ from .sdp import (
     sdp_message_from_payload,
     sdp_message_to_payload,
 )
+from .waiting_room import (
+    MAX_CLIENT_ID,
+    ApproveAwaitedUser,
+    AwaitReason,
+    DenyAwaitedUser,
+    RoomAllowed,
+    RoomAwaited,
+    UserAwaited,
+)
 
 ClientEvent = (
     TokenRequest
@@ -84,6 +105,12 @@ ClientEvent = (
     | HardMuteRoom
     | HardMuteUser
     | StartRecord
+    | ApproveAwaitedUser
+    | DenyAwaitedUser
+    | RequestFloor
+    | GrantFloor
+    | DenyFloor
+    | ReleaseFloor
 )
 ServerEvent = (
     RoomConnected
@@ -101,25 +128,47 @@ ServerEvent = (
     | RoomDisconnected
     | HardMuteUser
     | UnknownEvent
+    | RoomAwaited
+    | UserAwaited
+    | RoomAllowed
+    | FloorRequested
+    | FloorGranted
+    | FloorDenied
+    | FloorReleased
+    | ConferenceRemainingDuration
+    | RoomDisconnectedNotice
 )
 
 __all__ = [
     "DEFAULT_PERMISSIONS",
     "END_MARKER",
+    "FLOOR_NOTICES",
+    "FLOOR_REQUESTS",
     "HARD_MUTE_USER_EVENTS",
+    "MAX_CLIENT_ID",
     "MODERATION_CLIENT_EVENTS",
     "MODERATION_SERVER_EVENTS",
     "MUTE_EVENTS",
     "Ack",
     "ActiveTalkersUpdated",
     "Answer",
+    "ApproveAwaitedUser",
+    "AwaitReason",
     "BandwidthEvent",
     "Candidate",
     "ClientEvent",
+    "ConferenceRemainingDuration",
     "DataReceived",
+    "DenyAwaitedUser",
+    "DenyFloor",
     "DropRequest",
     "EndOfCandidates",
+    "FloorDenied",
+    "FloorGranted",
+    "FloorReleased",
+    "FloorRequested",
     "GetMaxTalkers",
+    "GrantFloor",
     "HardMuteRoom",
     "HardMuteUser",
     "HardUnmuteRoom",
@@ -132,8 +181,13 @@ __all__ = [
     "OtherMessage",
     "PublishRequest",
     "Ready",
+    "ReleaseFloor",
+    "RequestFloor",
+    "RoomAllowed",
+    "RoomAwaited",
     "RoomConnected",
     "RoomDisconnected",
+    "RoomDisconnectedNotice",
     "RoomHardMuted",
     "RoomHardUnmuted",
     "RoomRecordOff",
@@ -153,6 +207,7 @@ __all__ = [
     "UnknownEvent",
     "UnpublishRequest",
     "UnsubscribeRequest",
+    "UserAwaited",
     "UserConnected",
     "UserDisconnected",
     "UserInfo",

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from .._fields import Fields
 from ..errors import ErrorCode, RemoteProtocolError
 from .common import Json, MediaKind
+from .conference import RoomDisconnected
 
 MAX_CLIENT_ID_CHARS = 128
 """Longer is not a client id of ours (32 hex digits) nor of EnableX's: refused, not echoed."""
@@ -213,34 +214,6 @@ class RoomRecordOn:
 class RoomRecordOff(RoomRecordOn):
     WIRE: ClassVar[str] = "room-record-off"
     ON: ClassVar[bool] = False
-
-
-@dataclass(frozen=True, kw_only=True)
-class RoomDisconnected:
-    """``room-disconnected {cause: {code, msg}}``: the server ends our session (a moderator
-    dropped us). The client leaves and does not reconnect."""
-
-    WIRE: ClassVar[str] = "room-disconnected"
-
-    code: int = int(ErrorCode.DISCONNECTED_BY_MODERATOR)
-    msg: str = DISCONNECTED_BY_MODERATOR_MSG
-    moderator: str = ""
-
-    @classmethod
-    def from_payload(cls, payload: object) -> RoomDisconnected:
-        f = Fields(payload, cls.WIRE)
-        cause = Fields(f.mapping("cause"), f"{cls.WIRE}.cause")
-        return cls(
-            code=cause.integer("code", int(ErrorCode.UNEXPECTED_DISCONNECT)),
-            msg=_msg(cause) or "disconnected",
-            moderator=str(f.text("moderator", ""))[:MAX_CLIENT_ID_CHARS],
-        )
-
-    def to_payload(self) -> Json:
-        out: Json = {"cause": {"code": self.code, "msg": self.msg}}
-        if self.moderator:
-            out["moderator"] = self.moderator
-        return out
 
 
 MODERATION_CLIENT_EVENTS: tuple[Any, ...] = (

@@ -10,6 +10,10 @@ from .common import IceServer, Json, MediaKind, StreamInfo, UserInfo
 from .requests import MUTE_EVENTS, mute_event_name
 from .sdp import SdpMessage, sdp_message_from_payload, sdp_message_to_payload
 
+ROOM_LISTS = ("raisedHands", "approvedHands", "floorInvites", "awaitedParticipants")
+"""Lists the official client needs in ``room-connected`` (lecture-mode moderators fail without
+the first three); empty unless the server puts them in ``extra``."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class RoomConnected:
@@ -96,10 +100,8 @@ class RoomConnected:
             "initialNumATs": self.initial_num_ats,
             "videoMutedUsers": dict(self.video_muted_users),
             "videoBitrateQualityMap": {},
-            "raisedHands": [],
-            "approvedHands": [],
-            "floorInvites": [],
-            "awaitedParticipants": [],
+            # lecture mode's hands and the waiting room's list: the server may fill them in
+            **{key: list(self.extra.get(key) or []) for key in ROOM_LISTS},
             "room": room,
         }
         if self.internet_detection_url:
