@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +52,7 @@ def cors_middleware(
     open_paths: Iterable[str],
     server_only_prefixes: tuple[str, ...],
     refuse: Callable[[int, str], web.Response],
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     """The middleware (outermost, so error answers carry the headers too).
 
     ``refuse(status, message)`` builds the JSON error the REST API answers with.
