@@ -105,6 +105,9 @@ class Requests:
             participant.audio_muted = event.muted
         else:
             participant.video_muted = event.muted
+        if not event.muted:
+            owned = [s.id for s in room.streams.values() if s.client_id == participant.client_id]
+            self.media.resuming(room.room_id, owned, event.kind)
         log.info(
             "participant_muted",
             room=room.room_id,
