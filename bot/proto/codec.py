@@ -17,6 +17,7 @@ from .events import (
     ClientEvent,
     DropRequest,
     GetMaxTalkers,
+    GetTalkerCount,
     LogClientEvent,
     MediaEngineConnecting,
     PublishRequest,
@@ -35,6 +36,7 @@ from .events import (
     UserDisconnected,
     UserMuteChanged,
 )
+from .events.talkers import PinUsers, SetTalkerCount, UnpinUsers
 
 CLIENT_EVENTS: dict[str, Any] = {
     cls.WIRE: cls
@@ -48,6 +50,10 @@ CLIENT_EVENTS: dict[str, Any] = {
         UnpublishRequest,
         UnsubscribeRequest,
         DropRequest,
+        SetTalkerCount,
+        GetTalkerCount,
+        PinUsers,
+        UnpinUsers,
     )
 }
 SERVER_EVENTS: dict[str, Any] = {
@@ -104,7 +110,7 @@ def decode_client(name: str, args: tuple[Any, ...] | list[Any]) -> ClientEvent:
     if cls is None:
         raise RemoteProtocolError(f"unknown client event '{name}'", ErrorCode.MALFORMED_REQUEST)
     payload = _first(name, args)
-    if payload is None and cls not in (GetMaxTalkers, DropRequest):
+    if payload is None and cls not in (GetMaxTalkers, DropRequest, GetTalkerCount):
         raise RemoteProtocolError(f"{name}: missing argument", ErrorCode.MALFORMED_REQUEST)
     event: ClientEvent = cls.from_payload(payload)
     return event

@@ -49,6 +49,8 @@ FLUTTER_CALLBACKS: dict[str, tuple[str, str]] = {
     ),
     "onRoomBandwidthAlert": ("on_room_bandwidth_alert", "dict: {message: SubscriberBandWidth, bandwidth}"),
     "onBandWidthUpdated": ("on_bandwidth_updated", "dict: {id, msg} (bw-alert list, PublisherBandwidth)"),
+    "onSetTalkerCount": ("on_set_talker_count", "dict: {result: 0, numTalkers} (setTalkerCount)"),
+    "onGetTalkerCount": ("on_get_talker_count", "dict: {result: 0, numTalkers} (getTalkerCount)"),
 }
 
 # Flutter method -> EnxRtc method
@@ -69,4 +71,8 @@ FLUTTER_METHODS: dict[str, str] = {
     "getClientName": "get_client_name",
     "getRole": "get_role",
     "getMaxTalkers": "get_max_talkers",
+    "setTalkerCount": "set_talker_count",
+    "getTalkerCount": "get_talker_count",
+    "pinUsers": "pin_users",
+    "unpinUsers": "unpin_users",
 }

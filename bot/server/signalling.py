@@ -72,6 +72,7 @@ from .presence import RECONNECT_GRACE_S, Presences, Session
 from .requests import AckPayload, Requests
 from .rooms import Room, RoomRegistry
 from .stats import Failures, SignallingStats
+from .talkers.service import ActiveTalkers
 from .tasks import Tasks
 from .tokens import TokenBook
 
@@ -146,8 +147,16 @@ class Signalling:
         self.bandwidth_events = BandwidthEvents(
             rooms=rooms, media=media, outbox=self.outbox, tasks=self.tasks, stats=self.stats
         )
+        self.talkers = ActiveTalkers(
+            rooms=rooms,
+            media=media,
+            presences=self.presences,
+            outbox=self.outbox,
+            tasks=self.tasks,
+            max_talkers=max_talkers,
+        )
         self._closing = False
-        self._handlers = self.requests.handlers()
+        self._handlers = {**self.requests.handlers(), **self.talkers.handlers()}
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         for name in [*CLIENT_EVENTS, *MUTE_EVENTS]:
@@ -162,8 +171,9 @@ class Signalling:
         self.sio.attach(app, socketio_path=SOCKETIO_PATH)
 
     def start(self) -> None:
-        """Start the background work (the bandwidth detector's ticker)."""
+        """Start the background work (the bandwidth detector's and the talkers' tickers)."""
         self.bandwidth_events.start()
+        self.talkers.start()
 
     # ------------------------------------------------------------------ connection
 

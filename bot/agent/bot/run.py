@@ -27,6 +27,7 @@ from ..config import BotConfig
 from ..ops.observe import BotObserver, NullObserver, listening
 from ..rules.policy import Action, BandwidthFallback
 from .receive import Receiver
+from .talkers import TalkerLog
 
 log = structlog.get_logger("bot.agent")
 
@@ -224,6 +225,7 @@ class Bot:
         rtc.on_user_reconnect_success = self._on_reconnected
         rtc.on_room_bandwidth_alert = self._on_bandwidth_alert
         rtc.on_room_bandwidth_restored = self._on_bandwidth_restored
+        rtc.on_active_talker_list = TalkerLog(lambda: self.log)
 
     def callback_failed(self, name: str) -> None:
         """An EnxRtc callback of this bot raised (EnxRtc logged it): count it as

@@ -50,6 +50,7 @@ from .sdp import (
     sdp_message_from_payload,
     sdp_message_to_payload,
 )
+from .talkers import GetTalkerCount, PinUsers, SetTalkerCount, UnpinUsers
 
 ClientEvent = (
     TokenRequest
@@ -62,6 +63,10 @@ ClientEvent = (
     | UnsubscribeRequest
     | DropRequest
     | SelfMuteRequest
+    | SetTalkerCount
+    | GetTalkerCount
+    | PinUsers
+    | UnpinUsers
 )
 ServerEvent = (
     RoomConnected
@@ -89,6 +94,7 @@ __all__ = [
     "DropRequest",
     "EndOfCandidates",
     "GetMaxTalkers",
+    "GetTalkerCount",
     "IceServer",
     "Json",
     "LogClientEvent",
@@ -96,12 +102,14 @@ __all__ = [
     "MediaKind",
     "Offer",
     "OtherMessage",
+    "PinUsers",
     "PublishRequest",
     "Ready",
     "RoomConnected",
     "SdpMessage",
     "SelfMuteRequest",
     "ServerEvent",
+    "SetTalkerCount",
     "SignalingMessage",
     "StreamAdded",
     "StreamInfo",
@@ -109,6 +117,7 @@ __all__ = [
     "SubscribeRequest",
     "TokenRequest",
     "UnknownEvent",
+    "UnpinUsers",
     "UnpublishRequest",
     "UnsubscribeRequest",
     "UserConnected",
