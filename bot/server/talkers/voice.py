@@ -23,16 +23,23 @@ MIN_PACKETS = 3
 class VoiceActivity:
     """One publish leg's audio: fed every packet (any path), taken every tick."""
 
-    __slots__ = ("loud", "packets")
+    __slots__ = ("leveled", "loud", "packets")
 
     def __init__(self) -> None:
         self.loud = 0
         self.packets = 0
+        self.leveled = 0
+        """Packets judged by their audio level so far (the others by their size)."""
 
     def on_packet(self, size: int, level: tuple[bool, int] | None = None) -> None:
         self.packets += 1
-        if (size >= LOUD_BYTES) if level is None else (level[1] <= LOUD_LEVEL):
-            self.loud += 1
+        if level is None:
+            if size >= LOUD_BYTES:
+                self.loud += 1
+        else:
+            self.leveled += 1
+            if level[1] <= LOUD_LEVEL:
+                self.loud += 1
 
     def on_rtp(self, ssrc: int, seq: int, ts: int, arrival_ms: float, size: int) -> None:
         """The meters' signature (the lean intake's ``on_rtp``): no level there."""
