@@ -189,6 +189,7 @@ def test_every_flutter_method_and_callback_exists() -> None:
         "on_remote_stream_video_unmute", "on_connection_lost", "on_connection_interrupted",
         "on_reconnect", "on_user_reconnect_success", "on_room_bandwidth_restored",
         "on_subscribed_stream", "on_stats",
+        "on_set_talker_count", "on_get_talker_count",
     }  # fmt: skip
     assert brief == set(CALLBACK_NAMES)
 
