@@ -38,7 +38,8 @@ the work is done by one collaborator per concern, sharing the rooms, the media s
 - :mod:`.join`: the ``token`` handshake, rejoin matching, ``room-connected``;
 - :mod:`.presence`: sessions, away and grace, stale streams, leaving (the participant phases);
 - :mod:`.requests`: publish, subscribe, mutes, drop, ``signaling_message`` and the media legs;
-- :mod:`.bandwidth_events`: the detector's loop, the injection, verdicts as events.
+- :mod:`.bandwidth_events`: the detector's loop, the injection, verdicts as events;
+- :mod:`.talkers.service`: the active-talker lists and the talker requests.
 """
 
 from __future__ import annotations
