@@ -91,7 +91,7 @@ async def trio(room_server: RoomServer, room: dict[str, Any]) -> Any:
 
 
 async def test_the_speaker_heads_every_other_list_and_a_new_speaker_takes_over(
-    room_server: RoomServer, trio: list[Bot]
+    room_server: RoomServer, room: dict[str, Any], trio: list[Bot]
 ) -> None:
     alice, bob, carol = trio
     ids = {b.name: b.rtc.client_id for b in trio}
@@ -105,6 +105,10 @@ async def test_the_speaker_heads_every_other_list_and_a_new_speaker_takes_over(
     assert first["reason"] == "user" and first["videoaspectratio"] == "16:9"
     await asyncio.sleep(2.0)
     assert carol.head() == ids["alice"] and bob.head() == ids["alice"]  # steady while nothing changes
+    view = room_server.room_view(room["room_id"])  # the emulator shows what each was sent
+    seen = {p["name"]: p["activeTalkers"] for p in view["participants"]}
+    assert seen["carol"] == [e["streamId"] for e in carol.lists()[-1][1]]
+    assert seen["carol"][0] == alice.rtc.published_stream_id
 
     before = len(carol.lists())
     bob.voice.speaking = True  # bob chips in while alice goes on

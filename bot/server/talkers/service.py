@@ -101,6 +101,15 @@ class ActiveTalkers:
             state = self._rooms[room.room_id] = RoomTalkers(hangover_s=self.hangover_s)
         return state
 
+    def view(self, room_id: str, client_id: str) -> list[int] | None:
+        """The stream ids of the list ``client_id`` was last sent (None: none yet), for the
+        room view."""
+        state = self._rooms.get(room_id)
+        if state is None:
+            return None
+        sent = [v for (c, _sid), v in state.sent.items() if c == client_id]
+        return [e["streamId"] for e in sent[-1]] if sent else None
+
     # ------------------------------------------------------------------ the ticker
 
     async def _loop(self) -> None:
