@@ -204,6 +204,7 @@ def test_every_flutter_method_and_callback_exists() -> None:
         "on_ack_for_deny_awaited_user", "on_conference_remaining_duration", "on_floor_requested",
         "on_floor_request_received", "on_process_floor_requested", "on_granted_floor_request",
         "on_denied_floor_request", "on_released_floor_request",
+        "on_set_talker_count", "on_get_talker_count",
     }  # fmt: skip
     assert brief == set(CALLBACK_NAMES)
 

@@ -20,6 +20,7 @@ from .events import (
     DataReceived,
     DropRequest,
     GetMaxTalkers,
+    GetTalkerCount,
     LogClientEvent,
     MediaEngineConnecting,
     PublishRequest,
@@ -41,6 +42,7 @@ from .events import (
 )
 from .events.conference import ConferenceRemainingDuration, RoomDisconnectedNotice
 from .events.floor import FLOOR_NOTICES, FLOOR_REQUESTS
+from .events.talkers import PinUsers, SetTalkerCount, UnpinUsers
 from .events.waiting_room import ApproveAwaitedUser, DenyAwaitedUser, RoomAllowed, RoomAwaited, UserAwaited
 
 CLIENT_EVENTS: dict[str, Any] = {
@@ -60,6 +62,10 @@ CLIENT_EVENTS: dict[str, Any] = {
         ApproveAwaitedUser,
         DenyAwaitedUser,
         *FLOOR_REQUESTS,
+        SetTalkerCount,
+        GetTalkerCount,
+        PinUsers,
+        UnpinUsers,
     )
 }
 SERVER_EVENTS: dict[str, Any] = {
@@ -125,7 +131,7 @@ def decode_client(name: str, args: tuple[Any, ...] | list[Any]) -> ClientEvent:
         raise RemoteProtocolError(f"unknown client event '{name}'", ErrorCode.MALFORMED_REQUEST)
     payload = _first(name, args)
     optional = (
-        cls in (GetMaxTalkers, DropRequest)
+        cls in (GetMaxTalkers, DropRequest, GetTalkerCount)
         or getattr(cls, "PAYLOAD_OPTIONAL", False)
         or getattr(cls, "NO_ARGUMENT", False)
     )

@@ -122,6 +122,8 @@ FLUTTER_CALLBACKS: dict[str, tuple[str, str]] = {
         "on_released_floor_request",
         "dict: {clientId, name, moderatorId}; our stream is gone",
     ),
+    "onSetTalkerCount": ("on_set_talker_count", "dict: {result: 0, numTalkers} (setTalkerCount)"),
+    "onGetTalkerCount": ("on_get_talker_count", "dict: {result: 0, numTalkers} (getTalkerCount)"),
 }
 
 # Flutter method -> EnxRtc method
@@ -160,4 +162,8 @@ FLUTTER_METHODS: dict[str, str] = {
     "grantFloor": "grant_floor",
     "denyFloor": "deny_floor",
     "releaseFloor": "release_floor",
+    "setTalkerCount": "set_talker_count",
+    "getTalkerCount": "get_talker_count",
+    "pinUsers": "pin_users",
+    "unpinUsers": "unpin_users",
 }

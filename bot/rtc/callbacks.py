@@ -28,6 +28,8 @@ CallbackName = Literal[
     "on_stream_removed",
     "on_subscribed_stream",
     "on_active_talker_list",
+    "on_set_talker_count",
+    "on_get_talker_count",
     "on_room_bandwidth_alert",
     "on_room_bandwidth_restored",
     "on_bandwidth_updated",

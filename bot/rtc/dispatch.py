@@ -178,6 +178,7 @@ class Dispatcher:
         await self._ctx.fire(_mute_callback(item), item.to_payload())
 
     async def _talkers(self, item: ActiveTalkersUpdated) -> None:
+        self._subscriber.active_talkers(item.active_list)
         await self._ctx.fire("on_active_talker_list", item.to_payload())
 
     async def _room_connected(self, item: RoomConnected) -> None:

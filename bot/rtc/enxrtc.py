@@ -49,7 +49,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from bot.media import EncodedSink
 from bot.proto import IN_ROOM, ErrorCode, MediaKind, Phase, TokenError, Trigger, decode_token, redact
 
-from . import devices
+from . import devices, talkers
 from .callbacks import Callback, CallbackName, ErrorHook, Json, invoke
 from .data import CHAT_MAX_BYTES, USER_DATA_MAX_BYTES, RoomData
 from .errors import RoomError
@@ -113,6 +113,10 @@ class EnxRtc(ModeratorControls, RoomControlApi):
     """A subscription is ready: ``{result: "0", msg, streamId, clientId, name, audio, video,
     tapped}`` (``audio``/``video``: what we receive; ``tapped``: frames reach the sink)."""
     on_active_talker_list: Callback | None
+    on_set_talker_count: Callback | None
+    """``{result: 0, numTalkers}`` after :meth:`set_talker_count`."""
+    on_get_talker_count: Callback | None
+    """``{result: 0, numTalkers}`` after :meth:`get_talker_count`."""
     on_room_bandwidth_alert: Callback | None
     """The room says our downlink cannot carry its video (``SubscriberBandWidth``)."""
     on_room_bandwidth_restored: Callback | None
@@ -162,6 +166,8 @@ class EnxRtc(ModeratorControls, RoomControlApi):
         self.on_stream_removed = None
         self.on_subscribed_stream = None
         self.on_active_talker_list = None
+        self.on_set_talker_count = None
+        self.on_get_talker_count = None
         self.on_room_bandwidth_alert = None
         self.on_room_bandwidth_restored = None
         self.on_bandwidth_updated = None
@@ -407,6 +413,23 @@ class EnxRtc(ModeratorControls, RoomControlApi):
 
     def get_max_talkers(self) -> int | None:
         return None if self._ctx.room is None else self._ctx.room.max_talkers
+
+    async def set_talker_count(self, count: int) -> int:
+        """Flutter ``setTalkerCount``: at most ``count`` talkers in our active-talker list
+        (0 to :meth:`get_max_talkers`; 0: none, audio only); the count the room set."""
+        return await talkers.set_talker_count(self._ctx, count)
+
+    async def get_talker_count(self) -> int:
+        """Flutter ``getTalkerCount``: how many talkers our list holds at most."""
+        return await talkers.get_talker_count(self._ctx)
+
+    async def pin_users(self, client_ids: list[str]) -> list[str]:
+        """Flutter ``pinUsers`` (moderators): these head every list; the room's pins after it."""
+        return await talkers.pin_users(self._ctx, client_ids, pin=True)
+
+    async def unpin_users(self, client_ids: list[str]) -> list[str]:
+        """Flutter ``unpinUsers`` (moderators); the room's pins after it."""
+        return await talkers.pin_users(self._ctx, client_ids, pin=False)
 
     @property
     def room_id(self) -> str | None:

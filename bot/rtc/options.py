@@ -147,7 +147,7 @@ class RoomInfo:
         )
 
 
-SubscribeMode = Literal["all", "none", "audio"]
+SubscribeMode = Literal["all", "none", "audio", "talkers"]
 SUBSCRIBE_MODES: tuple[str, ...] = get_args(SubscribeMode)
 
 

@@ -24,6 +24,7 @@ from .options import SubscribeOptions, listed_streams_to_subscribe
 from .session import Context, SubscribeFailed, SubscriptionBroken
 from .state import RoomState
 from .subscription import RemoteSubscription
+from .talkers import TalkerFollower
 
 
 class _Receiving(Protocol):
@@ -61,7 +62,7 @@ def promotion(
     """A video slot freed up: the first automatic subscription received audio only for want
     of one (its stream has video), with what to receive of it now; None if there is none or
     still no slot."""
-    if options.max_video_subscriptions is None or options.mode == "audio":
+    if options.max_video_subscriptions is None or options.mode in ("audio", "talkers"):
         return None
     for sid, leg in legs.items():
         stream = streams.get(sid)
@@ -87,6 +88,10 @@ class RemoteSubscriptions:
         self.tap = True  # tests turn it off to exercise the fallback
         self.lean = True  # tests and benchmarks turn it off to compare
         self._warned: set[str] = set()
+        self.talkers = (
+            TalkerFollower(ctx, self, options.max_video_subscriptions) if options.mode == "talkers" else None
+        )
+        """``subscribe="talkers"``: video for the active talkers, audio for the rest."""
 
     # ------------------------------------------------------------------ the app's requests
 
@@ -151,18 +156,37 @@ class RemoteSubscriptions:
         if chosen is None:
             return
         stream, audio, video = chosen
-        sid = stream.id
+        if await self.resubscribe(stream, audio, video, failed="video_promotion_failed"):
+            ctx.log.info("video_promoted", stream_id=stream.id)
+
+    async def resubscribe(
+        self, stream: StreamInfo, audio: bool, video: bool, *, failed: str = "resubscribe_failed"
+    ) -> bool:
+        """Receive ``stream`` again with other kinds: close our leg, ``unsubscribe``, then a
+        new leg (a short gap); False (logged as ``failed``) if the room refused."""
+        ctx, session, sid = self._ctx, self._ctx.session, stream.id
+        if session is None:
+            return False
         await self.close(sid)
         try:
             ack = await session.signalling.request(UnsubscribeRequest(stream_id=sid))
         except RoomError as err:  # the socket went: a rejoin subscribes afresh
-            ctx.log.info("video_promotion_failed", stream_id=sid, code=err.code, msg=err.msg)
-            return
+            ctx.log.info(failed, stream_id=sid, code=err.code, msg=err.msg)
+            return False
         if not ack.ok:
-            ctx.log.warning("video_promotion_failed", stream_id=sid, code=ack.result, msg=ack.msg)
-            return
-        ctx.log.info("video_promoted", stream_id=sid)
+            ctx.log.warning(failed, stream_id=sid, code=ack.result, msg=ack.msg)
+            return False
         self._start(stream, audio, video)
+        return True
+
+    def start_auto(self, stream: StreamInfo, audio: bool, video: bool) -> None:
+        """A leg for ``stream`` chosen by an automatic mode (the talker follower)."""
+        self._start(stream, audio, video)
+
+    def active_talkers(self, active_list: list[Any]) -> None:
+        """``active-talkers-updated``: the talker follower (if any) follows it."""
+        if self.talkers is not None:
+            self.talkers.updated(active_list)
 
     # ------------------------------------------------------------------ the room's events
 
@@ -201,7 +225,9 @@ class RemoteSubscriptions:
             video_legs=video_legs(self.legs.values()),
             taken=self.legs.keys() | self.declined,
         )
-        if kinds is not None:
+        if kinds is not None and self.talkers is not None:
+            kinds = self.talkers.kinds(stream)
+        if kinds is not None and any(kinds):
             self._start(stream, *kinds)
 
     def stream_added(self, stream: StreamInfo) -> None:

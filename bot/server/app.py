@@ -292,6 +292,7 @@ class RoomServer:
                     "name": p.name,
                     "role": p.role,
                     "connected": not p.away,
+                    "activeTalkers": self.signalling.talkers.view(room_id, p.client_id),
                     "streams": streams,
                     "subscriptions": subscriptions,
                 }

@@ -37,6 +37,7 @@ from .forwarders import (
     _tappable,
 )
 from .forwarding import Forwarded
+from .talkers import VoiceActivity
 
 log = structlog.get_logger("bot.server.media")
 
@@ -61,6 +62,7 @@ def _count_receiver(
     received: Received,
     meter: RtpMeter | None = None,
     learn: Callable[[int], None] | None = None,
+    voice: VoiceActivity | None = None,
 ) -> None:
     """Count packets and payload bytes on this one receiver; feed ``meter`` every RTP packet
     and the sender's RTCP sender reports; tell ``learn`` each packet's SSRC (the lean intake
@@ -75,6 +77,8 @@ def _count_receiver(
             received.bytes += size
             if meter is not None:
                 meter.on_rtp(packet.ssrc, packet.sequence_number, packet.timestamp, arrival_time_ms, size)
+            if voice is not None:
+                voice.on_packet(size, packet.extensions.audio_level)
             await handle_rtp(packet, arrival_time_ms=arrival_time_ms)
             if learn is not None:
                 learn(packet.ssrc)
@@ -89,6 +93,16 @@ def _count_receiver(
             await handle_rtcp(packet)
 
     rtcp_taps.install(receiver, rtp=counting, rtcp=reports)
+
+
+def _both(meter: RtpMeter, voice: VoiceActivity) -> Callable[[int, int, int, float, int], None]:
+    """The lean intake's ``on_rtp`` for audio: the meter, and the talker tally (no level)."""
+
+    def on_rtp(ssrc: int, seq: int, ts: int, arrival_ms: float, size: int) -> None:
+        meter.on_rtp(ssrc, seq, ts, arrival_ms, size)
+        voice.on_packet(size)
+
+    return on_rtp
 
 
 # --------------------------------------------------------------------------- legs
@@ -208,6 +222,8 @@ class PublishLeg(_Leg):
             PacketForwarder(on_forward) if tap_encoded else DecodingForwarder()
         )
         self.monitor = PublishMonitor(bandwidth or BandwidthSettings(), time.monotonic())
+        self.voice = VoiceActivity()
+        """Who speaks, for the active talkers (fed on both receive paths)."""
         self.keyframe_requests_sent = 0
         """PLIs sent to the publisher on behalf of subscribers."""
         self._counters: list[asyncio.Task[None]] = []
@@ -240,6 +256,7 @@ class PublishLeg(_Leg):
                 kind = _kind(transceiver.kind)
                 receiver = transceiver.receiver
                 meter = self.monitor.meters[kind]
+                voice = self.voice if kind == "audio" else None
                 learn = None
                 if isinstance(forwarder, PacketForwarder):
                     tap, subscribed = forwarder.add_source(
@@ -250,12 +267,12 @@ class PublishLeg(_Leg):
                             kind,
                             receiver,
                             self.received[kind],
-                            on_rtp=meter.on_rtp,
+                            on_rtp=meter.on_rtp if voice is None else _both(meter, voice),
                             wants_full=subscribed,
                             restart=tap.restart,
                         )
                         learn = functools.partial(intake.learn, route=route)
-                _count_receiver(receiver, self.received[kind], meter, learn)
+                _count_receiver(receiver, self.received[kind], meter, learn, voice)
 
         await self._apply_offer(sdp, prepare)
         forwarder = self.forwarder

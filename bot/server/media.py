@@ -268,6 +268,14 @@ class MediaServer:
                 )
         return changes
 
+    def resuming(self, room_id: str, stream_ids: Iterable[int], kind: str) -> None:
+        """A publisher resumes ``kind`` (it unmuted): that kind warms up before it is judged."""
+        for stream_id in stream_ids:
+            leg = self._publish.get((room_id, stream_id))
+            meter = None if leg is None else leg.monitor.meters.get(kind)
+            if meter is not None:
+                meter.restart()
+
     def reset_detectors(self, room_id: str, stream_ids: Iterable[int]) -> None:
         """Judge these publish legs afresh (after an injected verdict)."""
         now = time.monotonic()

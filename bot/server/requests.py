@@ -95,7 +95,9 @@ class Requests:
     # ------------------------------------------------------------------ small requests
 
     async def _on_get_max_talkers(self, session: Session, event: GetMaxTalkers) -> Json:
-        return Ack(fields={"maxTalkers": self.max_talkers}).to_payload()
+        room, _ = self._member(session)  # the room's own max_active_talkers (REST settings)
+        value = room.settings.get("max_active_talkers", self.max_talkers)
+        return Ack(fields={"maxTalkers": value if isinstance(value, int) else self.max_talkers}).to_payload()
 
     async def _on_log_client_event(self, session: Session, event: LogClientEvent) -> Json:
         log.debug("client_event", client_id=session.client_id, event_type=event.event_type)
@@ -107,6 +109,9 @@ class Requests:
             participant.audio_muted = event.muted
         else:
             participant.video_muted = event.muted
+        if not event.muted:
+            owned = [s.id for s in room.streams.values() if s.client_id == participant.client_id]
+            self.media.resuming(room.room_id, owned, event.kind)
         log.info(
             "participant_muted",
             room=room.room_id,

@@ -13,7 +13,8 @@ true}`` (restore; optional ``bandwidth``): the bandwidth detector's own events; 
 ``{"on": bool}``: a moderator's hard mutes and recording notices (docs/protocol/moderation.md). ``GET|HEAD
 /status`` (no auth) answers the clients' network probe (``internetDetectionUrl``). ``GET
 /metrics`` (no auth, like most exporters: room ids and counts, no secrets) is the Prometheus
-exposition of :mod:`.metrics` plus the process's ``process_*``.
+exposition of :mod:`.metrics` plus the process's ``process_*``. Both answer browsers of any
+origin (CORS, :mod:`.cors`); the authenticated API refuses browser preflights.
 
 Everything under ``/video/v2`` and ``/emulator`` needs HTTP Basic ``APP_ID:APP_KEY``; errors
 are JSON ``{result: <HTTP status>, error}``. Tokens carry as ``host`` the Host header the
@@ -36,6 +37,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
 from .api import RoomApi
+from .cors import cors_middleware
 from .errors import BadRequest, ClientNotFound, RoomNotFound, ServerError
 from .metrics import FastPathCollector
 from .rooms import check_role
@@ -264,8 +266,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    """``internetDetectionUrl``: clients probe it (``HEAD ?rand=N``) before rejoining."""
-    return web.json_response({"result": 0})
+    """``internetDetectionUrl``: clients probe it (``HEAD ?rand=N``) before rejoining; a cached
+    answer would say "online" when we are not."""
+    return web.json_response({"result": 0}, headers={"Cache-Control": "no-store"})
 
 
 def make_app(api: RoomApi) -> web.Application:
@@ -273,7 +276,8 @@ def make_app(api: RoomApi) -> web.Application:
     process_registry = CollectorRegistry(auto_describe=True)
     ProcessCollector(registry=process_registry)
     process_registry.register(FastPathCollector())
-    app = web.Application(middlewares=[guard])
+    cors = cors_middleware((STATUS_PATH, METRICS_PATH), PROTECTED_PREFIXES, error_response)
+    app = web.Application(middlewares=[cors, guard])
     app[API_KEY] = api
     app[PROCESS_KEY] = process_registry
     app.router.add_get(STATUS_PATH, status)

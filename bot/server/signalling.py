@@ -42,6 +42,7 @@ the work is done by one collaborator per concern, sharing the rooms, the media s
 - :mod:`.bandwidth_events`: the detector's loop, the injection, verdicts as events;
 - :mod:`.data_relay`: chat and custom data (``sendDataStreamToRoom``).
 - :mod:`.moderation`: a moderator's drop of others, hard mutes, recording notices.
+- :mod:`.talkers.service`: the active-talker lists and the talker requests.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ from .requests import AckPayload, Requests
 from .room_clock import MINUTE_S, RoomClocks
 from .rooms import Room, RoomRegistry
 from .stats import Failures, SignallingStats
+from .talkers.service import ActiveTalkers
 from .tasks import Tasks
 from .tokens import TokenBook
 from .waiting_room import WaitingRoom
@@ -160,10 +162,19 @@ class Signalling:
             rooms=rooms, media=media, outbox=self.outbox, tasks=self.tasks, stats=self.stats
         )
         self._room_control(minute_s)
+        self.talkers = ActiveTalkers(
+            rooms=rooms,
+            media=media,
+            presences=self.presences,
+            outbox=self.outbox,
+            tasks=self.tasks,
+            max_talkers=max_talkers,
+        )
         self._closing = False
         self.data_relay = DataRelay(presences=self.presences, outbox=self.outbox, stats=self.stats)
         self._handlers = {
             **self.requests.handlers(),
+            **self.talkers.handlers(),
             **self.data_relay.handlers(),
             **self.waiting_room.handlers(),
             **self.floor.handlers(),
@@ -209,8 +220,9 @@ class Signalling:
         self.sio.attach(app, socketio_path=SOCKETIO_PATH)
 
     def start(self) -> None:
-        """Start the background work (the bandwidth detector's ticker)."""
+        """Start the background work (the bandwidth detector's and the talkers' tickers)."""
         self.bandwidth_events.start()
+        self.talkers.start()
 
     # ------------------------------------------------------------------ connection
 

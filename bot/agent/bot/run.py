@@ -33,6 +33,7 @@ from .moderation import wire_moderation
 from .receive import Receiver
 from .room_control import RoomControl, join_outcome, join_unless_stopped, session_outcome
 from .scenario import ScenarioRun
+from .talkers import TalkerLog
 
 log = structlog.get_logger("bot.agent")
 
@@ -260,6 +261,7 @@ class Bot:
         rtc.on_user_reconnect_success = self._on_reconnected
         rtc.on_room_bandwidth_alert = self._on_bandwidth_alert
         rtc.on_room_bandwidth_restored = self._on_bandwidth_restored
+        rtc.on_active_talker_list = TalkerLog(lambda: self.log)
         rtc.on_message_received = self._on_message
         rtc.on_user_data_received = self.chat.user_data_received
         wire_moderation(rtc, lambda: self.log)

@@ -90,13 +90,14 @@ class PolicyConfig:
     bandwidth_fallback: FallbackSettings = field(default_factory=FallbackSettings)
 
 
-SubscribeMode = Literal["none", "all", "audio"]
+SubscribeMode = Literal["none", "all", "audio", "talkers"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class ReceiveConfig:
     """What the bot receives and where it goes: ``subscribe`` ``none`` (default), ``all``,
-    ``audio`` (audio only) or a list of participant names; at most ``max_video`` streams with
+    ``audio`` (audio only), ``talkers`` (video for the room's active talkers, audio for the
+    rest) or a list of participant names; at most ``max_video`` streams with
     video (like EnableX's active talkers); each received stream goes to a ``sink``: ``discard``
     (count, never decode), ``record`` (files under ``record_dir``, no re-encoding, a new file
     every ``rotate_s``) or ``frames`` (decode and drop: the CPU of a real viewer);

@@ -80,6 +80,7 @@ from .sdp import (
     sdp_message_from_payload,
     sdp_message_to_payload,
 )
+from .talkers import GetTalkerCount, PinUsers, SetTalkerCount, UnpinUsers
 from .waiting_room import (
     MAX_CLIENT_ID,
     ApproveAwaitedUser,
@@ -111,6 +112,10 @@ ClientEvent = (
     | GrantFloor
     | DenyFloor
     | ReleaseFloor
+    | SetTalkerCount
+    | GetTalkerCount
+    | PinUsers
+    | UnpinUsers
 )
 ServerEvent = (
     RoomConnected
@@ -168,6 +173,7 @@ __all__ = [
     "FloorReleased",
     "FloorRequested",
     "GetMaxTalkers",
+    "GetTalkerCount",
     "GrantFloor",
     "HardMuteRoom",
     "HardMuteUser",
@@ -179,6 +185,7 @@ __all__ = [
     "MediaKind",
     "Offer",
     "OtherMessage",
+    "PinUsers",
     "PublishRequest",
     "Ready",
     "ReleaseFloor",
@@ -196,6 +203,7 @@ __all__ = [
     "SelfMuteRequest",
     "SendData",
     "ServerEvent",
+    "SetTalkerCount",
     "SignalingMessage",
     "StartRecord",
     "StopRecord",
@@ -205,6 +213,7 @@ __all__ = [
     "SubscribeRequest",
     "TokenRequest",
     "UnknownEvent",
+    "UnpinUsers",
     "UnpublishRequest",
     "UnsubscribeRequest",
     "UserAwaited",

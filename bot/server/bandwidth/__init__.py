@@ -60,6 +60,15 @@ restore threshold (``loss_restore_pct``, ``delay_restore_ms``, ``delivery_restor
 ``jitter_restore_ms``). No verdict while a window expected fewer than ``min_packets``
 packets (nothing flows: muted, or the link is cut entirely; ICE reports the latter).
 
+**Restarts.** A kind whose packets resume after ``restart_gap_s`` (0.5 s) without any, or
+that the room hears unmuted (``user-video-unmuted``), warms up for ``warmup_s`` (2 s): its queue
+delay, jitter and delivery are not judged, loss is. A browser's sender reports go on during a
+mute stamped with the wall clock (aiortc's carry the last packet's time), so a window spanning
+the pause would read the pause as a slow link; a restarting encoder opens with a keyframe burst
+through its pacer; and a sender whose RTP clock follows its frames shifts the transit by the
+pause. So a restart forgets the sender reports, counts no jitter across the pause, and re-learns
+the queue baseline when the transit jumped; jitter starts afresh once warm.
+
 Defaults (:class:`BandwidthSettings`): window 2.5 s, tick 0.5 s, loss 5 % / 2 %, queue delay
 400 ms / 150 ms, delivery 0.6 / 0.85 (from 30 kbps of video), jitter 200 ms / 100 ms, at least
 20 packets per window, delay baseline over 60 s, an alert's bandwidth over the last 1 s.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ _SEQ_MOD = 1 << 16
 _TS_MOD = 1 << 32
 _SEEN_SLOTS = 2048  # distinct-packet memory per SSRC (sequence numbers)
 _MAX_SEQ_JUMP = 3000  # a larger jump is a resync, not loss
+_REBASE_MS = 100.0  # a restart whose transit jumps more: the sender's RTP clock did not run on
 SENDER_REPORTS_KEPT = 16
 
 
@@ -34,12 +36,15 @@ class _Source:
         "last_ts",
         "last_ts_ext",
         "minima",
+        "rebase",
         "received",
+        "restart_gap_ms",
+        "restarted",
         "seen",
         "tick_min",
     )
 
-    def __init__(self, seq: int, ts: int, clock_rate: int, minima_kept: int) -> None:
+    def __init__(self, seq: int, ts: int, clock_rate: int, minima_kept: int, restart_gap_ms: float) -> None:
         self.clock_khz = clock_rate / 1000.0
         self.highest = seq - 1  # extended; the first packet then counts as expected
         self.expected = 0
@@ -53,6 +58,11 @@ class _Source:
         self.jitter_ms = 0.0
         self.tick_min: float | None = None
         self.minima: deque[float] = deque(maxlen=minima_kept)
+        self.restart_gap_ms = restart_gap_ms
+        self.restarted = False
+        """Packets resumed after a pause (set here, taken by the meter's next sample)."""
+        self.rebase = False
+        """...and their transit jumped: the queue-delay baseline no longer applies."""
 
     def add(self, seq: int, ts: int, arrival_ms: float, size: int) -> bool:
         """Count one packet; False for a duplicate (or one too old to place)."""
@@ -73,24 +83,30 @@ class _Source:
         self.seen[slot] = ext
         self.received += 1
         self.bytes += size
+        paused = self.received > 1 and arrival_ms - self.last_arrival_ms >= self.restart_gap_ms
         self.last_arrival_ms = max(self.last_arrival_ms, arrival_ms)
 
         ts_ext = self.last_ts_ext + _signed(ts - self.last_ts, _TS_MOD)
         if ts_ext > self.last_ts_ext:
             self.last_ts, self.last_ts_ext = ts, ts_ext
         transit = arrival_ms - ts_ext / self.clock_khz
-        if self.last_transit is not None:
+        if paused:  # a restart: the pause is not interarrival jitter
+            self.restarted = True
+            if self.last_transit is not None and abs(transit - self.last_transit) > _REBASE_MS:
+                self.rebase = True
+        elif self.last_transit is not None:
             self.jitter_ms += (abs(transit - self.last_transit) - self.jitter_ms) / 16.0
         self.last_transit = transit
         if self.tick_min is None or transit < self.tick_min:
             self.tick_min = transit
         return True
 
-    def take_queue_ms(self) -> float | None:
-        """Queue delay of the tick now ending (lowest transit above the baseline)."""
+    def take_queue_ms(self, keep: bool = True) -> float | None:
+        """Queue delay of the tick now ending (lowest transit above the baseline); with
+        ``keep`` False (warming up) the tick is forgotten, baseline included."""
         low = self.tick_min
         self.tick_min = None
-        if low is None:
+        if low is None or not keep:
             return None
         self.minima.append(low)
         return low - min(self.minima)
@@ -129,25 +145,67 @@ class RtpMeter:
         self._samples: deque[_Sample] = deque(maxlen=int(s.window_s / s.tick_s) + 2)
         self._reports: dict[int, deque[_SenderReport]] = {}
         self._minima_kept = max(1, int(s.baseline_s / s.tick_s))
+        self._restart_asked = False
+        self._warm_until = -math.inf
+        self._warming = False
+        self.restarts = 0
+        """Restarts seen (pauses, and restarts the room was told of)."""
+
+    @property
+    def warming(self) -> bool:
+        """Whether queue delay, jitter and delivery of this kind are held (after a restart)."""
+        return self._warming
+
+    def restart(self) -> None:
+        """The sender says this kind restarts (``user-video-unmuted``): warm up at the next
+        sample, as after a pause."""
+        self._restart_asked = True
 
     def on_rtp(self, ssrc: int, seq: int, ts: int, arrival_ms: float, size: int) -> None:
         source = self._sources.get(ssrc)
         if source is None:
-            source = self._sources[ssrc] = _Source(seq, ts, self.clock_rate, self._minima_kept)
+            gap_ms = self.settings.restart_gap_s * 1000
+            source = self._sources[ssrc] = _Source(seq, ts, self.clock_rate, self._minima_kept, gap_ms)
         source.add(seq, ts, arrival_ms, size)
 
     def on_sender_report(self, ssrc: int, ntp: int, octets: int, arrival_s: float) -> None:
         source = self._sources.get(ssrc)
-        if source is None:
+        if source is None or arrival_s < self._warm_until:
             return
         reports = self._reports.setdefault(ssrc, deque(maxlen=SENDER_REPORTS_KEPT))
         sent_s = (ntp >> 32) + (ntp & 0xFFFFFFFF) / float(1 << 32)
         reports.append(_SenderReport(arrival_s, sent_s, octets, source.bytes, source.last_arrival_ms))
 
+    def _warm_up(self, now: float) -> bool:
+        """Start (or extend) the warm-up after a restart; whether it holds at ``now``.
+
+        A restart forgets the sender reports (one sent during the pause would measure the
+        pause as a slow link), the pause's jump in transit (no jitter across it) and, when the
+        transit jumped, the queue baseline; once warm, jitter starts afresh."""
+        restarted, self._restart_asked = self._restart_asked, False
+        for source in self._sources.values():
+            if source.restarted:
+                restarted, source.restarted = True, False
+            if source.rebase:
+                source.minima.clear()
+                source.rebase = False
+        if restarted:
+            self.restarts += 1
+            self._warm_until = now + self.settings.warmup_s
+            self._reports.clear()
+        warming = now < self._warm_until
+        if self._warming and not warming:
+            for source in self._sources.values():
+                source.jitter_ms = 0.0
+        self._warming = warming
+        return warming
+
     def sample(self, now: float) -> None:
+        warming = self._warm_up(now)
+        sources = self._sources.values()
         queue: list[float] = []
         for source in self._sources.values():
-            q = source.take_queue_ms()
+            q = source.take_queue_ms(keep=not warming)
             if q is not None:
                 queue.append(q)
         self._samples.append(
@@ -157,7 +215,7 @@ class RtpMeter:
                 received=sum(s.received for s in self._sources.values()),
                 bytes=sum(s.bytes for s in self._sources.values()),
                 queue_ms=min(queue) if queue else None,
-                jitter_ms=max((s.jitter_ms for s in self._sources.values()), default=None),
+                jitter_ms=None if warming else max((s.jitter_ms for s in sources), default=None),
             )
         )
 

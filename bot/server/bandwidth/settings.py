@@ -44,6 +44,13 @@ class BandwidthSettings:
     """The queue-delay baseline is the lowest transit over this long."""
     recent_s: float = 1.0
     """An alert reports the bitrate received over this last part of the window."""
+    restart_gap_s: float = 0.5
+    """A kind whose packets pause this long (a mute, a replaced track) restarts when they
+    resume: see ``warmup_s``."""
+    warmup_s: float = 2.0
+    """After a restart (or the room hearing ``user-video-unmuted``) that kind's queue delay,
+    jitter and delivery are not judged for this long: a restarting encoder sends a keyframe
+    burst and ramps its rate, which is not the link (loss still is)."""
 
     def __post_init__(self) -> None:
         if self.window_s <= 0 or self.tick_s <= 0 or self.tick_s > self.window_s:
@@ -56,3 +63,5 @@ class BandwidthSettings:
             raise ValueError("bandwidth settings: min_packets >= 1 and baseline_s >= window_s")
         if not self.tick_s <= self.recent_s <= self.window_s:
             raise ValueError("bandwidth settings: need tick_s <= recent_s <= window_s")
+        if self.restart_gap_s <= 0 or self.warmup_s < 0:
+            raise ValueError("bandwidth settings: need restart_gap_s > 0 and warmup_s >= 0")
