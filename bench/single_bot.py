@@ -27,7 +27,7 @@ from pathlib import Path
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
-APP_ID, APP_KEY = "bench", "bench-key-0123456789abcdef"
+APP_ID, APP_KEY = "bench", "bench-key-0123456789abcdef-0123456789"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -115,6 +115,7 @@ class RoomServer:
         """This server's Prometheus metrics (``enx_server_*``; see :mod:`.metrics`), also at
         ``GET /metrics``: the embedded agent merges it into its own exposition."""
         self._runner: web.AppRunner | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -138,6 +139,7 @@ class RoomServer:
             raise RuntimeError("RoomServer already started")
         if self._closed:
             raise RuntimeError("RoomServer is closed")
+        self.loop = asyncio.get_running_loop()  # its tasks are counted on /metrics
         app = make_app(self)
         add_room_control_routes(app, self.signalling)  # the emulator's waiting room and room end
         self.signalling.attach(app)

@@ -23,6 +23,7 @@ name                                           type       meaning
 ``enx_server_join_refusals_total{code}``       counter    tokens refused, by error code
 ``enx_server_data_messages_total{type}``      counter    chat / user data messages relayed
 ``enx_server_data_bytes_total{type}``         counter    their sizes (compact JSON, UTF-8)
+``enx_server_asyncio_tasks``                   gauge      unfinished tasks of its event loop
 ``enx_server_failures_total{where}``           counter    unexpected exceptions the server
                                                           survived (logged with their traceback);
                                                           ``where``: signalling_handler,
@@ -39,6 +40,7 @@ server's containers before reading them and retries if one changed under it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry
@@ -104,7 +106,15 @@ class ServerCollector:
         failures = CounterMetricFamily(
             FAILURES, "Unexpected exceptions the server survived, by where.", labels=["where"]
         )
+        tasks = GaugeMetricFamily(
+            "enx_server_asyncio_tasks",
+            "Unfinished asyncio tasks of the server's event loop (leaks show here).",
+        )
         if not empty:
+            loop = getattr(server, "loop", None)
+            tasks.add_metric(
+                [], len(asyncio.all_tasks(loop)) if loop is not None and not loop.is_closed() else 0
+            )
             all_rooms = list(server.rooms)
             rooms.add_metric([], len(all_rooms))
             streams = 0
@@ -130,7 +140,7 @@ class ServerCollector:
             for where, count in sorted(dict(server.failures.counts).items()):
                 failures.add_metric([where], count)
         yield from (rooms, participants, published, forwarded, packets, octets, alerts, restores, joins)
-        yield from (refusals, data_messages, data_bytes, failures)
+        yield from (refusals, data_messages, data_bytes, failures, tasks)
 
 
 def server_registry(server: RoomApi) -> CollectorRegistry:

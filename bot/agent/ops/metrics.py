@@ -25,6 +25,7 @@ name                                        type       meaning
 ``enx_scenario_actions_total{action,outcome}``
                                             counter    scenario actions run (``ok``, ``failed``,
                                                        ``timeout``)
+``enx_asyncio_tasks``, ``enx_threads``      gauge      unfinished tasks of the loop, OS threads
 ``enx_room_participants{room}``             gauge      participants per room, as our bots see it
 ``enx_failures_total{where}``               counter    unexpected failures contained (logged with
                                                        the traceback): ``callback:<name>``,
@@ -39,7 +40,9 @@ series. Per-bot detail goes to the run report (``bot.agent.report``).
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from collections import Counter as Tally
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -107,6 +110,8 @@ class Metrics(NullObserver):
             registry=r,
         )
         self.participants = Gauge("enx_room_participants", "Participants per room.", ["room"], registry=r)
+        self.tasks = Gauge("enx_asyncio_tasks", "Unfinished asyncio tasks of the agent's loop.", registry=r)
+        self.threads = Gauge("enx_threads", "OS threads of this process.", registry=r)
         self.failures = Counter(
             "enx_failures", "Unexpected failures contained, by where they happened.", ["where"], registry=r
         )
@@ -161,6 +166,11 @@ class Metrics(NullObserver):
     def data_message(self, bot: str, direction: str, kind: str, size: int) -> None:
         self.data_messages.labels(direction=direction, type=kind).inc()
         self.data_bytes.labels(direction=direction, type=kind).inc(max(0, size))
+
+    def watch_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Count ``loop``'s tasks and the process's threads at every scrape (a soak's leaks)."""
+        self.tasks.set_function(lambda: len(asyncio.all_tasks(loop)) if not loop.is_closed() else 0)
+        self.threads.set_function(_os_threads)
 
     def scenario_action(self, bot: str, action: str, outcome: str) -> None:
         self.scenario_actions.labels(action=action, outcome=outcome).inc()
@@ -240,3 +250,15 @@ def metrics_address(
         raise ValueError(f"metrics port {port} is not a TCP port (0-65535)")
     host = host or env.get("ENX_METRICS_HOST", "").strip() or DEFAULT_METRICS_HOST
     return MetricsAddress(host, port)
+
+
+def _os_threads() -> float:
+    """Threads of this process as the kernel counts them (native ones too), else Python's."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Threads:"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return float(threading.active_count())

@@ -21,6 +21,7 @@ Environment (the container's contract; a config value passed in wins):
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import inspect
 import os
@@ -185,6 +186,7 @@ class Ops:
 
     async def start(self) -> None:
         """Start the health server (OSError if its port is taken) and the progress line."""
+        self.metrics.watch_loop(asyncio.get_running_loop())
         if self.health is not None:
             await self.health.start()
         await self.progress.start()

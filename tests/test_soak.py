@@ -1,0 +1,120 @@
+"""A short soak (configs/soak.yaml, about a minute): bots that rejoin every few seconds, chat and
+publish against `enx-bot serve`. The swarm's tasks and descriptors do not grow from one round of
+rejoins to the next, and the server's go back to where they were once every bot has left.
+The long run (30 minutes, 50 bots) is a benchmark: bench/soak.py, BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from single_bot import APP_ID, APP_KEY, ROOT, free_port
+from soak import fds, gauge, threads
+from swarm import Server
+
+BOTS, RUN_S = 6, 50
+
+
+async def _server_figures(server: Server) -> tuple[int, int, float | None]:
+    assert server.proc is not None and server.http is not None
+    pid = server.proc.pid
+    tasks = await gauge(server.http, f"http://127.0.0.1:{server.port}/metrics", "enx_server_asyncio_tasks")
+    return fds(pid), threads(pid), tasks
+
+
+@pytest.mark.slow
+async def test_a_short_soak_leaks_no_tasks_or_descriptors(tmp_path: Path) -> None:
+    metrics_port = free_port()
+    async with Server() as server:
+        assert server.http is not None and server.proc is not None
+        async with server.http.post(f"{server.api}/rooms", json={"name": "soak"}) as r:
+            room_id = (await r.json())["room"]["room_id"]
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("ENX_")},
+            "ENX_API_URL": server.api,
+            "ENX_APP_ID": APP_ID,
+            "ENX_APP_KEY": APP_KEY,
+            "ENX_ROOM_ID": room_id,
+            "ENX_BOTS": str(BOTS),
+            "ENX_RAMP": "10",
+            "ENX_REJOIN_EVERY": "6s..10s",
+            "ENX_CHAT_EVERY": "2s..4s",
+            "ENX_METRICS_PORT": str(metrics_port),
+        }
+        # a first bot joins and leaves: the server's one-time tasks (Engine.IO's service task,
+        # the room's loops) exist from then on, so the baseline is a server that has seen a bot
+        warm = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", str(ROOT / "configs" / "soak.yaml"),
+            env={**env, "ENX_BOTS": "1", "ENX_NAME_PREFIX": "warm", "ENX_REJOIN_EVERY": "1h"},
+            cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        await asyncio.sleep(6)
+        warm.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(warm.wait(), 30) == 0
+        await _empty(server, room_id)
+        baseline = await _server_figures(server)
+
+        swarm = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", str(ROOT / "configs" / "soak.yaml"), "--log-format", "json",
+            env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out_task = asyncio.ensure_future(swarm.stdout.read())  # type: ignore[union-attr]
+        err_task = asyncio.ensure_future(swarm.stderr.read())  # type: ignore[union-attr]
+        agent = f"http://127.0.0.1:{metrics_port}/metrics"
+        early: list[float] = []
+        late: list[float] = []
+        early_fds: list[int] = []
+        late_fds: list[int] = []
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        async with aiohttp.ClientSession() as http:
+            while (t := loop.time() - t0) < RUN_S:
+                await asyncio.sleep(1)
+                tasks = await gauge(http, agent, "enx_asyncio_tasks")
+                if tasks is None:
+                    continue
+                if 12 <= t < 24:  # after the ramp and the first round of rejoins
+                    early.append(tasks)
+                    early_fds.append(fds(swarm.pid))
+                elif t >= RUN_S - 12:  # several rounds of rejoins later
+                    late.append(tasks)
+                    late_fds.append(fds(swarm.pid))
+        swarm.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(swarm.wait(), 30)
+        out, err = await out_task, await err_task
+        assert code == 0, err.decode()[-2000:]
+        rejoins = out.decode().count('"action": "rejoin", "step"')
+        assert rejoins >= BOTS * 2, f"only {rejoins} rejoins: the soak did not churn"
+        assert early and late
+        # the swarm: no growth from one round of rejoins to the next (medians, with a little slack
+        # for the joins in flight at any moment)
+        assert statistics.median(late) <= statistics.median(early) * 1.15 + 5, (early, late)
+        assert statistics.median(late_fds) <= statistics.median(early_fds) + 6, (early_fds, late_fds)
+        # the server: once everyone left, back to the baseline (sockets finish closing within
+        # Engine.IO's ping timeout at worst: wait for that, not longer)
+        await _empty(server, room_id)
+        for _ in range(40):
+            after = await _server_figures(server)
+            if after[2] is not None and baseline[2] is not None and after[2] <= baseline[2] + 1:
+                break
+            await asyncio.sleep(0.5)
+    assert after[0] <= baseline[0] + 1, f"server fds {baseline[0]} -> {after[0]}"
+    assert after[1] <= baseline[1], f"server threads {baseline[1]} -> {after[1]}"
+    assert baseline[2] is not None and after[2] is not None and after[2] <= baseline[2] + 1, (baseline, after)
+
+
+async def _empty(server: Server, room_id: str) -> None:
+    for _ in range(150):
+        (view,) = await server.views([room_id])
+        if not view.get("participants"):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("participants still in the room after every bot left")
