@@ -1,0 +1,140 @@
+"""What a join costs in CPU, bot side and server side, and where it goes (issue 13, section 4).
+
+Method:
+
+1. Start the room server (``enx-bot serve``, state in memory) and create a room.
+2. Start ``enx-bot run`` with ``--bots`` publishing bots (audio + 320x180@10 video, shared media)
+   joining at ``--ramp`` joins/s, each staying until SIGTERM. With ``--profile`` both processes
+   run under cProfile (slower: for attribution only, never for the figures).
+3. CPU seconds (utime + stime, /proc) of both processes when the swarm logs its first
+   ``joining`` (its start-up and imports are not a join), when the last bot logged
+   ``published_stream``, and ``--window`` seconds later (the steady cost of the bots in the room).
+4. Join CPU per bot = (CPU during the joins - steady CPU per second x duration of the joins) / bots,
+   for each process. The joins overlap the first bots' streaming, which the steady rate removes.
+
+    .venv/bin/python bench/join_cost.py --bots 100 --ramp 20 [--window 10] [--profile DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pstats
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from single_bot import APP_ID, APP_KEY, ROOT, cpu_seconds, free_port
+
+CONFIG = """
+api_url: {api}
+app_id: {app_id}
+app_key: {app_key}
+room_id: {room_id}
+ramp: {ramp}
+bots:
+  - name: join-{{i}}
+    count: {bots}
+    media: {{kind: synthetic, width: 320, height: 180, fps: 10}}
+"""
+
+
+def _python(profile: Path | None, name: str) -> list[str]:
+    if profile is None:
+        return [sys.executable, "-m", "bot"]
+    return [sys.executable, "-m", "cProfile", "-o", str(profile / f"{name}.prof"), "-m", "bot"]
+
+
+async def main(a: argparse.Namespace) -> dict[str, Any]:
+    import aiohttp
+
+    from bot.agent.bot.tokens import basic_auth
+
+    profile = Path(a.profile) if a.profile else None
+    if profile:
+        profile.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/video/v2"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENX_")}
+    server = await asyncio.create_subprocess_exec(
+        *_python(profile, "server"), "serve", "--port", str(port), "--app-id", APP_ID, "--app-key", APP_KEY,
+        "--data-dir", ":memory:", "--log-level", "warning",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    async with aiohttp.ClientSession(headers=basic_auth(APP_ID, APP_KEY)) as http:
+        for _ in range(200):
+            try:
+                async with http.post(f"{api}/rooms", json={"name": "join-cost"}) as r:
+                    room_id = (await r.json())["room"]["room_id"]
+                break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError("the room server did not start")
+    config = Path(a.logs) / "join_cost.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        CONFIG.format(api=api, app_id=APP_ID, app_key=APP_KEY, room_id=room_id, ramp=a.ramp, bots=a.bots)
+    )
+    swarm = await asyncio.create_subprocess_exec(
+        *_python(profile, "bots"), "run", str(config), "--log-format", "json",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert swarm.stdout is not None
+    published = 0
+    t_first = c_first = s_first = None
+    while published < a.bots:
+        line = await asyncio.wait_for(swarm.stdout.readline(), a.bots / a.ramp + 60)
+        if not line:
+            raise RuntimeError(f"the swarm ended after {published} published")
+        if not line.startswith(b"{"):
+            continue
+        event = json.loads(line).get("event")
+        if event == "joining" and t_first is None:
+            t_first, c_first, s_first = time.monotonic(), cpu_seconds(swarm.pid), cpu_seconds(server.pid)
+        elif event == "published_stream":
+            published += 1
+    t_done, c_done, s_done = time.monotonic(), cpu_seconds(swarm.pid), cpu_seconds(server.pid)
+    drain = asyncio.ensure_future(swarm.stdout.read())
+    await asyncio.sleep(a.window)
+    t_end, c_end, s_end = time.monotonic(), cpu_seconds(swarm.pid), cpu_seconds(server.pid)
+    swarm.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(swarm.wait(), 60)
+    drain.cancel()
+    server.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(server.wait(), 60)
+    assert t_first is not None and c_first is not None and s_first is not None
+    joins_s = t_done - t_first
+    steady_bots = (c_end - c_done) / (t_end - t_done)
+    steady_server = (s_end - s_done) / (t_end - t_done)
+    # during the joins, on average half the bots were already streaming
+    bot_ms = 1000 * ((c_done - c_first) - steady_bots * joins_s / 2) / a.bots
+    server_ms = 1000 * ((s_done - s_first) - steady_server * joins_s / 2) / a.bots
+    result: dict[str, Any] = {
+        "bots": a.bots,
+        "ramp": a.ramp,
+        "profiled": profile is not None,
+        "joins_s": round(joins_s, 2),
+        "join_cpu_ms_per_bot": {"bots": round(bot_ms, 2), "server": round(server_ms, 2)},
+        "steady_cpu_pct": {"bots": round(100 * steady_bots, 1), "server": round(100 * steady_server, 1)},
+    }
+    if profile:
+        for name in ("bots", "server"):
+            stats = pstats.Stats(str(profile / f"{name}.prof"))
+            stats.sort_stats("tottime").print_stats(25)
+    return result
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bots", type=int, default=100)
+    p.add_argument("--ramp", type=float, default=20)
+    p.add_argument("--window", type=float, default=10)
+    p.add_argument("--profile", metavar="DIR", help="run both under cProfile, .prof files here")
+    p.add_argument("--logs", default="/tmp/enx-join-cost")
+    print(json.dumps(asyncio.run(main(p.parse_args())), indent=2))
