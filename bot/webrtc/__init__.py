@@ -7,6 +7,7 @@ exported as modules (``from bot.webrtc import keyframes``; ``keyframes.install(.
 has the same shape, so the module is the API.
 """
 
+from . import reclaim
 from .compat import TESTED, FastPaths, fast_path_gauges, fast_paths, log_fast_paths
 from .leg import PeerLeg
 from .patches import direct_send, encoder_cap, keyframes, lean_intake, receive_tap, rtcp_taps
@@ -37,6 +38,7 @@ __all__ = [
     "log_fast_paths",
     "parse_candidate",
     "receive_tap",
+    "reclaim",
     "rtcp_taps",
     "selected_pair",
 ]

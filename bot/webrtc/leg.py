@@ -12,6 +12,7 @@ import asyncio
 
 from aiortc import RTCConfiguration, RTCPeerConnection
 
+from . import reclaim
 from .peer import IcePair, parse_candidate, selected_pair
 
 
@@ -59,4 +60,7 @@ class PeerLeg:
         """Close the peer connection. Shielded: a cancelled caller must not leave the ICE and
         DTLS transports running (their sockets and tasks outlive the leg otherwise)."""
         self.closing = True
-        await asyncio.shield(self.pc.close())
+        try:
+            await asyncio.shield(self.pc.close())
+        finally:
+            reclaim.closed()  # its cycles are freed by a full collection only
