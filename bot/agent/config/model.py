@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from bot.rtc import LocalInfo, RoomInfo
 
+from ..quality.config import QualityConfig
 from ..rules.policy import FallbackSettings
 from ..rules.ramp import Backoff, RampSchedule, Stage, parse_duration
 
@@ -85,6 +86,9 @@ class PolicyConfig:
 
 SubscribeMode = Literal["none", "all", "audio"]
 
+QUALITY_STATS_S = 2.0
+"""``stats_interval_s`` when ``receive.quality`` is on and it is not set: scores need statistics."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class ReceiveConfig:
@@ -101,8 +105,12 @@ class ReceiveConfig:
     record_dir: str = "recordings"
     rotate_s: float | str | None = None
     stats_interval_s: float | str | None = None
+    quality: QualityConfig | None = None
+    """Judge every received stream (``bot.agent.quality``); needs ``sink: discard``."""
 
     def __post_init__(self) -> None:
+        if self.quality is not None and self.sink != "discard":
+            raise ValueError(f"receive.quality judges with sink: discard, not with sink: {self.sink}")
         if isinstance(self.subscribe, tuple | list):
             if not self.subscribe:
                 raise ValueError("receive.subscribe is an empty list: name participants, or use none")
@@ -126,7 +134,7 @@ class ReceiveConfig:
     @property
     def stats_seconds(self) -> float | None:
         if self.stats_interval_s is None:
-            return None
+            return None if self.quality is None else QUALITY_STATS_S
         return parse_duration(self.stats_interval_s, "receive.stats_interval_s")
 
     @property
