@@ -67,7 +67,14 @@ async def publisher(server: RoomServer, room_id: str, name: str = "alice") -> Pu
 class Monitor:
     """A monitoring bot (``receive.quality``) running in this process."""
 
-    def __init__(self, server: RoomServer, room_id: str, quality: dict[str, Any], **receive: Any) -> None:
+    def __init__(
+        self,
+        server: RoomServer,
+        room_id: str,
+        quality: dict[str, Any],
+        events: BotObserver | None = None,
+        **receive: Any,
+    ) -> None:
         raw = {
             "token": "t",
             "bots": [
@@ -81,7 +88,7 @@ class Monitor:
         self.cfg = parse_config(raw, {})
         self.token = server.mint_token(room_id, name="monitor", role="participant", user_ref="monitor")
         self.logs = Timed()
-        self.events: BotObserver | None = None
+        self.events = events
         self.bot: Bot | None = None
         self._task: asyncio.Task[Any] | None = None
         self._config: dict[str, Any] = {}

@@ -13,6 +13,7 @@ from quality_probe import Monitor, publisher
 
 from bot.agent import ConfigError
 from bot.agent.config import parse_config
+from bot.agent.ops import Metrics
 from bot.agent.quality import Verdict, audio_mos, video_score
 from bot.server import RoomServer
 
@@ -24,7 +25,8 @@ QUICK = {"freeze_ms": 500, "gap_ms": 500, "hold_s": 1.5, "window_s": 2}
 @pytest.mark.slow
 async def test_paused_source_freezes_then_resumes(room_server: RoomServer) -> None:
     room_id = room_server.create_room(name="freeze")["room_id"]
-    async with Monitor(room_server, room_id, QUICK) as mon:
+    metrics = Metrics()
+    async with Monitor(room_server, room_id, QUICK, events=metrics) as mon:
         alice = await publisher(room_server, room_id)
         try:
             await mon.subscribed()
@@ -49,6 +51,13 @@ async def test_paused_source_freezes_then_resumes(room_server: RoomServer) -> No
             assert resumed["freezes"] == 1 and resumed["frozen_s"] >= 1.3, resumed
             later = await mon.stats(lambda e: e["at"] > resumed["at"] and e.get("freezes") == 1)
             assert later["frozen"] is False and later["frozen_s"] >= 1.3
+            label = f"monitor/alice#{frozen['stream_id']}"
+            value = metrics.registry.get_sample_value
+            assert value("enx_stream_freezes_total", {"stream": label}) == 1
+            assert value("enx_stream_frozen_seconds_total", {"stream": label}) >= 1.3
+            assert 4.0 <= (value("enx_stream_mos", {"stream": label}) or 0) <= 4.5
+            assert value("enx_stream_frozen", {"stream": label}) == 0
+            assert value("enx_streams_judged") == 1
 
             alice.audio.paused = True
             gap = await mon.logs.wait("audio_gap", "alice")
@@ -160,3 +169,21 @@ def test_verdict_hysteresis() -> None:
     changes = [v.update(t % 1 < 0.5, 1.0 + t / 10) for t in range(1, 40)]  # flapping
     assert "cleared" not in changes and "raised" not in changes
     assert v.update(False, 10.0) is None and v.update(False, 12.0) == "cleared"
+
+
+def test_metrics_labels_stay_bounded() -> None:
+    metrics = Metrics()
+    for i in range(250):
+        sample = {"mos": 4.2, "video_score": 4.0, "freezes": 1, "frozen_s": 0.5, "frozen": i % 2 == 0}
+        metrics.stream_quality("m", f"user{i}#{i}", {**sample, "max_streams": 50})
+    text = metrics.render().decode()
+    mos_series = [line for line in text.splitlines() if line.startswith("enx_stream_mos{")]
+    assert len(mos_series) == 50
+    value = metrics.registry.get_sample_value
+    assert value("enx_stream_freezes_total", {"stream": "_other"}) == 200
+    assert value("enx_stream_freezes_total", {"stream": "m/user0#0"}) == 1
+    assert value("enx_streams_judged") == 250 and value("enx_streams_frozen") == 125
+    metrics.stream_quality("m", "user0#0", {"freezes": 1, "frozen": True, "ended": True})
+    assert value("enx_stream_mos", {"stream": "m/user0#0"}) is None  # its gauges went with it
+    assert value("enx_stream_freezes_total", {"stream": "m/user0#0"}) == 1
+    assert value("enx_streams_judged") == 249 and value("enx_streams_frozen") == 124

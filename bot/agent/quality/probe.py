@@ -127,6 +127,7 @@ class QualityProbe:
             "picture_frozen": flags["still"],
             "degraded": flags["degraded"],
             "ended": ended,
+            "max_streams": self.cfg.max_streams,
         }
         self._events.stream_quality(self._bot, f"{judge.key.user}#{judge.key.stream_id}", sample)
 
