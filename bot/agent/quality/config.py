@@ -31,7 +31,7 @@ class QualityConfig:
     gap_ms: float = 1000.0
     """No audio packet for this long while the publisher sends audio: ``audio_gap``."""
     decode_every_s: float | None = None
-    """Decode one video keyframe per stream this often (None: never decode video)."""
+    """Decode one video keyframe per stream this often (None or 0: never decode video)."""
     decode_audio: bool = False
     """Decode all received Opus for its level (silence needs it)."""
     black_luma: float = 32.0
@@ -58,8 +58,10 @@ class QualityConfig:
                 raise ValueError(f"quality.{key} must be more than 0, not {getattr(self, key)}")
         if not 0 < self.max_loss < 1:
             raise ValueError(f"quality.max_loss is a fraction of packets (0.05 is 5%), not {self.max_loss}")
-        if self.decode_every_s is not None and not self.decode_every_s >= 0.5:
-            raise ValueError(f"quality.decode_every_s must be 0.5 s or more, not {self.decode_every_s}")
+        if self.decode_every_s and not self.decode_every_s >= 0.5:
+            raise ValueError(
+                f"quality.decode_every_s must be 0.5 s or more (0: off), not {self.decode_every_s}"
+            )
         if not 0 <= self.black_luma <= 255:
             raise ValueError(f"quality.black_luma is a mean luma (0..255), not {self.black_luma}")
         if not self.still_difference >= 0:
@@ -85,5 +87,10 @@ class QualityConfig:
         return parse_duration(self.for_s, "quality.for_s")
 
     @property
+    def sample_every(self) -> float | None:
+        """Seconds between decoded video samples; None: none."""
+        return self.decode_every_s or None
+
+    @property
     def decodes(self) -> bool:
-        return self.decode_every_s is not None or self.decode_audio
+        return self.sample_every is not None or self.decode_audio

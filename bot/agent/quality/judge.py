@@ -264,7 +264,7 @@ class StreamJudge:
             "frozen": self.verdicts["frozen"].raised,
             "degraded": self.verdicts["degraded"].raised,
         }
-        if self.cfg.decode_every_s is not None:
+        if self.cfg.sample_every is not None:
             out["black"] = self.verdicts["black"].raised
             out["picture_frozen"] = self.verdicts["still"].raised
             out["luma"] = None if picture is None else round(picture.luma, 1)

@@ -53,7 +53,7 @@ class QualityProbe:
         """The sink of a new subscription (``EnxRtc``'s ``sink_factory`` calls this on the loop)."""
         cfg = self.cfg
         sink = ProbeSink(
-            decode_every_s=cfg.decode_every_s,
+            decode_every_s=cfg.sample_every,
             decode_audio=cfg.decode_audio,
             silence_dbfs=cfg.silence_dbfs,
             request_keyframe=info.get("request_keyframe"),
