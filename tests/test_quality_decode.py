@@ -33,6 +33,10 @@ async def test_black_still_and_silent_sources(room_server: RoomServer) -> None:
             steady = await mon.stats(lambda e: e.get("luma") is not None and e.get("level_dbfs") is not None)
             assert steady["resolution"] == "320x180" and steady["luma"] > 60, steady
             assert -25 < steady["level_dbfs"] < -10, steady  # a 0.2 full-scale sine: -17 dBFS
+            # decoded from samples the lean intake reassembled: not aiortc's path for every frame
+            assert mon.bot is not None and mon.bot.rtc is not None
+            (leg,) = [sub.leg for sub in mon.bot.rtc._subscriber.legs.values()]
+            assert leg.intake is not None and leg.intake.lean_packets > 20
             assert (
                 steady["black"] is False and steady["silent"] is False and steady["picture_frozen"] is False
             )

@@ -1,8 +1,11 @@
 """The quality probe's sink: arrival readings always, decoded samples only where asked.
 
-Without decoding (``decode_every_s`` None and ``decode_audio`` False) it needs no frame, so a
-subscribe leg counts on the lean intake and calls :meth:`ProbeSink.tally`: what is left to know
-is *when* frames arrive, which is all the cheap signals (freeze, frame rate, audio gap) need.
+It needs no frame (``needs_frames`` is False), so a subscribe leg counts on the lean intake and
+calls :meth:`ProbeSink.tally`: what is left to know is *when* frames arrive, which is all the
+cheap signals (freeze, frame rate, audio gap) need. Decoding does not need every frame either:
+the lean intake asks :meth:`ProbeSink.wants_sample` as a frame starts and hands a wanted one,
+reassembled, to :meth:`ProbeSink.sample`. Where the lean intake is off (another codec, aiortc's
+internals moved) the leg's tap calls :meth:`ProbeSink.write` with every frame instead.
 
 With ``decode_every_s``, one video keyframe per interval is decoded on a shared worker thread
 (a VP8 delta frame cannot be decoded alone): a keyframe that arrives is used when a sample is
@@ -103,7 +106,6 @@ class ProbeSink(DiscardSink):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        self.needs_frames = decode_every_s is not None or decode_audio
         self._every = decode_every_s
         self._decode_audio = decode_audio
         self._silence_power = 10 ** (silence_dbfs / 10)
@@ -128,15 +130,52 @@ class ProbeSink(DiscardSink):
     def tally(self, kind: Kind, size: int, keyframe: bool) -> None:
         super().tally(kind, size, keyframe)
         now = self._clock()
+        ask = None
         with self._lock:
             r = self._reading
             if kind == "video":
                 r.video_frames += 1
                 r.keyframes += keyframe
                 r.last_video_at = now
+                ask = self._ask_keyframe(now, keyframe)
             elif kind == "audio":
                 r.audio_frames += 1
                 r.last_audio_at = now
+        if ask is not None:
+            self._call(ask)
+
+    def _ask_keyframe(self, now: float, keyframe: bool) -> Callable[[], None] | None:
+        """Under the lock: the keyframe request to make when a sample is due and none is coming."""
+        if self._every is None or keyframe or self._sampling or now < self._next_sample_at:
+            return None
+        if now - self._asked_at < KEYFRAME_ASK_INTERVAL_S or self._request_keyframe is None:
+            return None
+        self._asked_at = now
+        self._reading.keyframes_asked += 1
+        return self._request_keyframe
+
+    @staticmethod
+    def _call(ask: Callable[[], None]) -> None:
+        try:
+            ask()
+        except Exception as exc:
+            log.error("keyframe_request_failed", error=str(exc), exc_info=exc)
+
+    def wants_sample(self, kind: Kind) -> bool:
+        """Whether the frame that starts now should be handed to :meth:`sample` (video: the
+        lean intake asks only at a keyframe; audio: every packet when decoding audio)."""
+        if kind == "audio":
+            return self._decode_audio and not self._closed
+        return self._every is not None and not self._sampling and self._clock() >= self._next_sample_at
+
+    def sample(self, kind: Kind, data: bytes, keyframe: bool) -> None:
+        """A whole frame :meth:`wants_sample` asked for (VP8 or Opus, as the lean intake counts)."""
+        if self._closed or not data:
+            return
+        if kind == "video" and self._every is not None:
+            self._video("vp8", data, keyframe)
+        elif kind == "audio" and self._decode_audio:
+            self._audio(data)
 
     def write(
         self, kind: Kind, codec: str, data: bytes, timestamp: int, clock_rate: int, keyframe: bool
@@ -154,27 +193,14 @@ class ProbeSink(DiscardSink):
     # -- video samples -----------------------------------------------------------------------
 
     def _video(self, codec: str, data: bytes, keyframe: bool) -> None:
+        """A keyframe when a sample is due goes to the worker (tally asked for one if needed)."""
         assert self._every is not None
         now = self._clock()
         with self._lock:
-            if self._sampling or now < self._next_sample_at:
+            if not keyframe or self._sampling or now < self._next_sample_at:
                 return
-            if not keyframe:
-                if now - self._asked_at < KEYFRAME_ASK_INTERVAL_S or self._request_keyframe is None:
-                    return
-                self._asked_at = now
-                self._reading.keyframes_asked += 1
-                ask = self._request_keyframe
-            else:
-                ask = None
-                self._sampling = True
-                self._next_sample_at = now + self._every
-        if ask is not None:
-            try:
-                ask()
-            except Exception as exc:
-                log.error("keyframe_request_failed", error=str(exc), exc_info=exc)
-            return
+            self._sampling = True
+            self._next_sample_at = now + self._every
         try:
             _decode_pool().submit(self._sample, codec, data, now)
         except RuntimeError:  # the pool is shutting down with the process
@@ -224,7 +250,7 @@ class ProbeSink(DiscardSink):
                 ctx = av.CodecContext.create("opus", "r")
                 assert isinstance(ctx, av.AudioCodecContext)
                 ctx.sample_rate = 48000
-                ctx.layout = "stereo"
+                ctx.layout = "mono"  # a level needs one channel: Opus downmixes, cheaper
                 self._audio_decoder = ctx
             packet = av.Packet(data)
             packet.time_base = fractions.Fraction(1, 48000)
