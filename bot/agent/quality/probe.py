@@ -21,8 +21,11 @@ from .judge import StreamJudge, StreamKey
 
 Json = dict[str, Any]
 
-TICK_S = 0.1
+TICK_S = 0.2
 """How often arrivals are judged: detection comes within ``freeze_ms`` + this."""
+
+MUTES_S = 0.5
+"""How often the participants' mute flags are read again (a mute also takes a relay to arrive)."""
 
 _SHOWN = ("frozen", "black", "silent", "still", "degraded")
 """The verdicts the observer (metrics, report timeline) hears about."""
@@ -48,6 +51,8 @@ class QualityProbe:
         self.judges: dict[object, StreamJudge] = {}
         self._task: asyncio.Task[None] | None = None
         self._shown: dict[object, tuple[bool, ...]] = {}
+        self._muted: dict[str, tuple[bool, bool]] = {}
+        self._muted_at = -float("inf")
 
     def sink(self, info: Json, log: Any) -> ProbeSink:
         """The sink of a new subscription (``EnxRtc``'s ``sink_factory`` calls this on the loop)."""
@@ -81,7 +86,9 @@ class QualityProbe:
 
     def tick(self) -> None:
         now = self._clock()
-        muted = self._mutes()
+        if now - self._muted_at >= MUTES_S:
+            self._muted, self._muted_at = self._mutes(), now
+        muted = self._muted
         for stream_id, judge in list(self.judges.items()):
             if judge.sink.closed:
                 del self.judges[stream_id]

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import copy
 import fractions
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import av
 import numpy as np
@@ -120,18 +121,30 @@ class ProbeSink(DiscardSink):
         self._audio_decoder: av.AudioCodecContext | None = None
         self._powers: collections.deque[float] = collections.deque(maxlen=LEVEL_PACKETS)
 
+    @property
+    def samples(self) -> bool:
+        """Whether this sink decodes anything (else the lean intake need not ask it per frame)."""
+        return self._every is not None or self._decode_audio
+
     def reading(self) -> Reading:
         """A consistent copy, taken under the sink's lock."""
         with self._lock:
-            return replace(self._reading)
+            return copy.copy(self._reading)
 
     # -- arrivals ----------------------------------------------------------------------------
 
     def tally(self, kind: Kind, size: int, keyframe: bool) -> None:
-        super().tally(kind, size, keyframe)
+        counts = self._counts.get(kind)
+        if counts is None:
+            return
         now = self._clock()
         ask = None
-        with self._lock:
+        with self._lock:  # DiscardSink's counts and the reading under one lock: every frame pays it
+            counts.frames += 1
+            counts.bytes += size
+            counts.keyframes += keyframe
+            if self._closed:
+                counts.dropped += 1
             r = self._reading
             if kind == "video":
                 r.video_frames += 1

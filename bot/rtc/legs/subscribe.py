@@ -77,6 +77,8 @@ class _Receiving:
             route = None
             if intake is not None and leanable(receiver):
                 wants = getattr(self.sink, "wants_sample", None)
+                if not getattr(self.sink, "samples", True):
+                    wants = None  # it could sample, but was not asked to: no call per packet
                 route = Route(
                     self.kind,
                     receiver,
@@ -244,8 +246,9 @@ class SubscribeLeg(_Leg):
     on the lean intake (:mod:`bot.webrtc.patches.lean_intake`: packets, bytes, frames and keyframes from the
     RTP headers, the receiver-report statistics kept; no jitter buffer, no NACK) and the sink
     hears ``tally`` per frame instead of ``write``; a sink that also has ``wants_sample(kind)``
-    and ``sample(kind, data, keyframe)`` (the quality probe's) gets, now and then, one whole
-    frame it asked for (video: a keyframe) from the lean intake. ``lean=False`` keeps aiortc's path.
+    and ``sample(kind, data, keyframe)`` (the quality probe's; ``samples`` False: not now) gets,
+    now and then, one whole frame it asked for (video: a keyframe) from the lean intake.
+    ``lean=False`` keeps aiortc's path.
     """
 
     role = "subscribe"
