@@ -80,6 +80,10 @@ async def cpu_child(api: str, room: str, count: int, mode: str, settle: float, w
     from bot.rtc import EnxRtc
 
     configure_logging("json", "warning", stream=sys.stderr)
+    if os.environ.get("ENX_BENCH_TICK_S"):  # an experiment: what the probe's ticker costs
+        import bot.agent.quality.probe as probe
+
+        probe.TICK_S = float(os.environ["ENX_BENCH_TICK_S"])
     rtcs = []
     receivers = []
     async with aiohttp.ClientSession(headers=basic_auth(APP_ID, APP_KEY)) as http:
@@ -218,9 +222,10 @@ async def main(a: argparse.Namespace) -> None:
             )  # fmt: skip
             await asyncio.sleep(3)
             print(f"{a.publishers} publishers, {a.viewers} monitors subscribing to all ({a.window:.0f} s)")
-            runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+            modes = a.modes.split(",")
+            runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
             for _ in range(a.repeat):  # interleaved, the least of each: the machine is shared
-                for mode in MODES:
+                for mode in modes:
                     r = await _child(
                         "--role", "cpu", "--api", api, "--room", room, "--viewers", str(a.viewers),
                         "--mode", mode, "--settle", str(a.settle), "--window", str(a.window),
@@ -267,6 +272,7 @@ if __name__ == "__main__":
     ap.add_argument("--window", type=float, default=15.0)
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--role", default="main")
     ap.add_argument("--api")
     ap.add_argument("--room")

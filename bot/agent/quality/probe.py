@@ -1,15 +1,17 @@
 """A bot's quality probe: a :class:`~bot.media.ProbeSink` and a :class:`~.judge.StreamJudge`
 per received stream, one ticker for all of them, scores into ``stream_stats`` and the observer.
 
-The ticker (every :data:`TICK_S`) runs only while streams are judged; a stream whose sink was
-closed (its leg ended) is judged no more and its last sample goes out with ``ended``.
+One ticker per event loop (every :data:`TICK_S`) judges the streams of every probe on it (a
+task per bot cost a tenth of a percent of a core per stream in wake-ups alone) and runs only
+while streams are judged; a stream whose sink was closed (its leg ended) is judged no more and
+its last sample goes out with ``ended``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +33,42 @@ _SHOWN = ("frozen", "black", "silent", "still", "degraded")
 """The verdicts the observer (metrics, report timeline) hears about."""
 
 
+class _Ticker:
+    """Ticks every probe of one event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.probes: dict[QualityProbe, None] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, probe: QualityProbe) -> None:
+        self.probes[probe] = None
+        if self.task is None or self.task.done():
+            self.task = self.loop.create_task(self._run(), name="quality-ticker")
+
+    async def _run(self) -> None:
+        while self.probes:
+            await asyncio.sleep(TICK_S)
+            for probe in list(self.probes):
+                probe.safe_tick()
+                if not probe.judges:
+                    self.probes.pop(probe, None)
+
+
+_tickers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticker] = weakref.WeakKeyDictionary()
+
+
+def _ticker() -> _Ticker | None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no running loop: ticked by hand (tests)
+        return None
+    ticker = _tickers.get(loop)
+    if ticker is None:
+        ticker = _tickers[loop] = _Ticker(loop)
+    return ticker
+
+
 class QualityProbe:
     def __init__(
         self,
@@ -49,7 +87,6 @@ class QualityProbe:
         self._bot = bot
         self._clock = clock
         self.judges: dict[object, StreamJudge] = {}
-        self._task: asyncio.Task[None] | None = None
         self._shown: dict[object, tuple[bool, ...]] = {}
         self._muted: dict[str, tuple[bool, bool]] = {}
         self._muted_at = -float("inf")
@@ -70,19 +107,17 @@ class QualityProbe:
         if old is not None:
             self._ended(old)
         self.judges[key.stream_id] = StreamJudge(cfg, key, kinds, sink, log, self._clock())
-        if self._task is None or self._task.done():
-            with contextlib.suppress(RuntimeError):  # no running loop: ticked by hand (tests)
-                self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self._bot}:quality")
+        ticker = _ticker()
+        if ticker is not None:
+            ticker.add(self)
         return sink
 
-    async def _run(self) -> None:
-        while self.judges:
-            await asyncio.sleep(TICK_S)
-            try:
-                self.tick()
-            except Exception:  # never let judging end the bot; counted
-                self._log().exception("quality_tick_failed")
-                self._events.failure("quality")
+    def safe_tick(self) -> None:
+        try:
+            self.tick()
+        except Exception:  # never let judging end the bot; counted
+            self._log().exception("quality_tick_failed")
+            self._events.failure("quality")
 
     def tick(self) -> None:
         now = self._clock()
@@ -146,7 +181,5 @@ class QualityProbe:
         for judge in list(self.judges.values()):
             self._ended(judge)
         self.judges.clear()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for ticker in list(_tickers.values()):
+            ticker.probes.pop(self, None)
