@@ -13,7 +13,7 @@ from quality_probe import Monitor, publisher
 
 from bot.agent import ConfigError
 from bot.agent.config import parse_config
-from bot.agent.ops import Metrics
+from bot.agent.ops import Metrics, Observers, RunRecorder
 from bot.agent.quality import Verdict, audio_mos, video_score
 from bot.server import RoomServer
 
@@ -26,7 +26,8 @@ QUICK = {"freeze_ms": 500, "gap_ms": 500, "hold_s": 1.5, "window_s": 2}
 async def test_paused_source_freezes_then_resumes(room_server: RoomServer) -> None:
     room_id = room_server.create_room(name="freeze")["room_id"]
     metrics = Metrics()
-    async with Monitor(room_server, room_id, QUICK, events=metrics) as mon:
+    recorder = RunRecorder(target=1)
+    async with Monitor(room_server, room_id, QUICK, events=Observers(metrics, recorder)) as mon:
         alice = await publisher(room_server, room_id)
         try:
             await mon.subscribed()
@@ -58,6 +59,10 @@ async def test_paused_source_freezes_then_resumes(room_server: RoomServer) -> No
             assert 4.0 <= (value("enx_stream_mos", {"stream": label}) or 0) <= 4.5
             assert value("enx_stream_frozen", {"stream": label}) == 0
             assert value("enx_streams_judged") == 1
+            (timeline,) = recorder.to_dict()["streams"]  # the run report's timeline of it
+            assert timeline["stream"] == f"alice#{frozen['stream_id']}" and timeline["freezes"] == 1
+            ((start, end),) = timeline["bands"]["frozen"]
+            assert 1.0 <= end - start <= 1.5 + 3.0 and timeline["mos"], timeline
 
             alice.audio.paused = True
             gap = await mon.logs.wait("audio_gap", "alice")
