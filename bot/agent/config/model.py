@@ -97,7 +97,8 @@ class ReceiveConfig:
     video (like EnableX's active talkers); each received stream goes to a ``sink``: ``discard``
     (count, never decode), ``record`` (files under ``record_dir``, no re-encoding, a new file
     every ``rotate_s``) or ``frames`` (decode and drop: the CPU of a real viewer);
-    ``stats_interval_s`` logs ``stream_stats`` per received stream this often."""
+    ``stats_interval_s`` logs ``stream_stats`` per received stream this often; ``quality``
+    judges every received stream (``bot.agent.quality``: frozen, black, silent, MOS)."""
 
     subscribe: SubscribeMode | list[str] = "none"
     max_video: int | None = None

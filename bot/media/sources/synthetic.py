@@ -3,7 +3,9 @@
 Both are generated with numpy from tables built once in the constructor, so a frame costs a few
 array copies: a bot process runs dozens of these next to the encoders. The counter is a big
 seven-segment number so that a person can read it in a browser and a receiver can read it back
-with :func:`read_frame_counter`, even after lossy VP8 coding.
+with :func:`read_frame_counter`, even after lossy VP8 coding. Both have fault controls for
+tests and demos of monitoring bots, set at any time from the event loop: ``paused`` (frames
+stop, the stream stays published), ``black`` / ``constant`` (video) and ``silent`` (audio).
 """
 
 from __future__ import annotations
