@@ -5,7 +5,7 @@ Each verdict is a :class:`~.verdict.Verdict`; its events are :data:`EVENTS` (rai
 logged with ``stream_id``, ``user`` and ``user_id``. Arrival verdicts (freeze, frame rate, black,
 still picture, silence, audio gap) start at a kind's first frame and are off while the publisher
 has that kind muted (then a raised one clears at once, ``reason="muted"``), so a mute is never a
-freeze or a silence; after an unmute the clocks start again from the unmute.
+freeze or a silence; after an unmute they start again at the first frame that comes.
 """
 
 from __future__ import annotations
@@ -121,10 +121,15 @@ class StreamJudge:
 
     def _arrivals(self, r: Reading, now: float) -> dict[str, bool]:
         cfg = self.cfg
-        video = "video" in self.kinds and not self.muted["video"] and r.last_video_at is not None
-        audio = "audio" in self.kinds and not self.muted["audio"] and r.last_audio_at is not None
-        frozen = video and now - max(r.last_video_at or 0.0, self._since["video"]) >= cfg.freeze_ms / 1000
-        gap = audio and now - max(r.last_audio_at or 0.0, self._since["audio"]) >= cfg.gap_ms / 1000
+        # judged from the first frame since the subscription or the last unmute: a publisher's
+        # media takes a moment to flow again after an unmute, and that is no freeze
+        last_video, last_audio = r.last_video_at, r.last_audio_at
+        video = "video" in self.kinds and not self.muted["video"]
+        video = video and last_video is not None and last_video >= self._since["video"]
+        audio = "audio" in self.kinds and not self.muted["audio"]
+        audio = audio and last_audio is not None and last_audio >= self._since["audio"]
+        frozen = video and now - (last_video or 0.0) >= cfg.freeze_ms / 1000
+        gap = audio and now - (last_audio or 0.0) >= cfg.gap_ms / 1000
         self._rates(r, now)
         fps_low = video and not frozen and self.fps is not None and self.fps < cfg.min_fps
         storm = video and self.keyframe_rate is not None and self.keyframe_rate > cfg.max_keyframes_per_s
