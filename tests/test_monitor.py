@@ -49,6 +49,11 @@ async def test_monitor_logs_stream_stats(room_server: RoomServer) -> None:
     assert all(12 <= s["video_fps"] <= 17 for s in steady), [s["video_fps"] for s in steady]
     assert all(s["video_keyframes"] >= 1 and s["video_packets_lost"] == 0 for s in steady), steady
     assert all(s["video_jitter_ms"] is not None for s in steady), steady
+    # the quality probe (configs/monitor.yaml turns it on): scores, a sampled picture, the level
+    assert all(4.0 <= s["mos"] <= 4.5 and s["video_score"] >= 3.5 for s in steady), steady
+    assert all(s["frozen"] is False and s["freezes"] == 0 and s["silent"] is False for s in steady)
+    assert steady[-1]["resolution"] == "320x180" and -25 < steady[-1]["level_dbfs"] < -10, steady[-1]
+    assert not {"video_frozen", "video_black", "audio_silent", "quality_degraded"} & set(mon.names())
     names = mon.names()
     assert "user_connected" in names and "user_disconnected" in names
     assert "published_stream" not in names

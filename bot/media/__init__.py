@@ -8,6 +8,7 @@ module is the package's face: other packages import from here, never from its mo
 
 from .bitstream import codec_of, is_keyframe
 from .errors import MediaError, MediaSourceError
+from .quality import Picture, ProbeSink, Reading, audio_dbfs, luma_thumbnail
 from .shared.encoded import EncodedFileSource
 from .shared.encoders import SharedEncoder, SharedMedia, SyntheticVideoEncoder, ToneAudioEncoder
 from .shared.fanout import Kind, Packet, PacketSink, PacketStream, PacketTrack, QueuedPacketTrack
@@ -31,7 +32,10 @@ __all__ = [
     "PacketSink",
     "PacketStream",
     "PacketTrack",
+    "Picture",
+    "ProbeSink",
     "QueuedPacketTrack",
+    "Reading",
     "RecordSink",
     "SharedEncoder",
     "SharedMedia",
@@ -39,8 +43,10 @@ __all__ = [
     "SyntheticVideoTrack",
     "ToneAudioEncoder",
     "ToneAudioTrack",
+    "audio_dbfs",
     "codec_of",
     "is_keyframe",
+    "luma_thumbnail",
     "make_sink",
     "open_media",
     "read_frame_counter",

@@ -4,7 +4,8 @@
 (``discard``, ``record`` into files, or ``frames``: decode and drop), and the bot's audio
 output device (``bot.rtc.devices``): ``NONE`` discards received audio, ``FILE`` (only when
 recording, and then the default) records it. It also turns :meth:`EnxRtc.stats` payloads into
-``stream_stats`` log lines and media totals for the observer.
+``stream_stats`` log lines and media totals for the observer. With ``receive.quality`` every
+sink is the quality probe's (``bot.agent.quality``) and ``stream_stats`` carries its scores.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from bot.media import DiscardSink, EncodedSink, FrameSink, RecordSink
 from bot.rtc import devices
 
 from ..config import ReceiveConfig
+from ..ops.observe import BotObserver
+from ..quality import QualityProbe
 
 Json = dict[str, Any]
 
@@ -57,10 +60,23 @@ class _AudioGate:
 class Receiver:
     """The bot's sink factory and audio output (see the module)."""
 
-    def __init__(self, cfg: ReceiveConfig, log: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        cfg: ReceiveConfig,
+        log: Callable[[], Any],
+        *,
+        users: Callable[[], list[Json]] = list,
+        events: BotObserver | None = None,
+        bot: str = "",
+    ) -> None:
         self.cfg = cfg
         self._log = log
         """The bot's logger as it is now (it gains ``room`` and ``client_id`` on joining)."""
+        self.quality = (
+            None
+            if cfg.quality is None
+            else QualityProbe(cfg.quality, log, users=users, events=events, bot=bot)
+        )
         self._selected = devices.FILE if cfg.sink == "record" else devices.NONE
         self._totals_base = [0, 0, 0, 0, 0]
         self._legs: dict[str, tuple[int, int, int, int, int]] = {}
@@ -87,9 +103,11 @@ class Receiver:
 
     def __call__(self, info: Json) -> EncodedSink:
         sink = self.cfg.sink
-        if sink == "discard":
+        if sink == "discard" and self.quality is None:
             return DiscardSink()
         user = info.get("name") or info.get("clientId") or f"stream-{info.get('streamId')}"
+        if self.quality is not None:
+            return self.quality.sink(info, self._log())
         log = self._log().bind(stream_id=info.get("streamId"), user=user, user_id=info.get("clientId"))
         inner: EncodedSink
         if sink == "record":
@@ -127,6 +145,8 @@ class Receiver:
                     fields["video_fps"] = _round(k.get("framesPerSecond"), 1)
                     fields["video_frames"] = k.get("frames")
                     fields["video_keyframes"] = k.get("keyframes")
+            if self.quality is not None:
+                fields.update(self.quality.on_stats(sub))
             self._log().info(
                 "stream_stats",
                 stream_id=sub.get("streamId"),

@@ -101,7 +101,9 @@ class Bot:
         self.policy = BandwidthFallback(cfg.policy.bandwidth_fallback)
         self._policy_timer: asyncio.TimerHandle | None = None
         self._policy_tasks: set[asyncio.Task[None]] = set()
-        self.receiver = Receiver(cfg.receive, lambda: self.log)
+        self.receiver = Receiver(
+            cfg.receive, lambda: self.log, users=self._users, events=self.events, bot=cfg.name
+        )
         self.chat = Chat(
             cfg.name, cfg.receive, log=lambda: self.log, events=self.events, rtc=lambda: self.rtc
         )
@@ -111,6 +113,9 @@ class Bot:
 
     def __repr__(self) -> str:
         return f"Bot({self.cfg.name!r}, room={self.room_label!r})"  # never the token
+
+    def _users(self) -> list[dict[str, Any]]:
+        return [] if self.rtc is None else self.rtc.get_user_list()
 
     def stop(self) -> None:
         """Ask the bot to leave; ``run`` returns once it has."""
@@ -194,6 +199,8 @@ class Bot:
             await self.chat.aclose()
             await self.room_control.aclose()
             await rtc.disconnect()
+            if self.receiver.quality is not None:
+                await self.receiver.quality.aclose()
             for track in (audio, video):
                 if track is not None:
                     track.stop()

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from bot.rtc import LocalInfo, RoomInfo
 
+from ..quality.config import QualityConfig
 from ..rules.policy import FallbackSettings
 from ..rules.ramp import Backoff, RampSchedule, Stage, parse_duration
 from .chat import ReplyConfig
@@ -92,6 +93,9 @@ class PolicyConfig:
 
 SubscribeMode = Literal["none", "all", "audio", "talkers"]
 
+QUALITY_STATS_S = 2.0
+"""``stats_interval_s`` when ``receive.quality`` is on and it is not set: scores need statistics."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class ReceiveConfig:
@@ -101,8 +105,9 @@ class ReceiveConfig:
     video (like EnableX's active talkers); each received stream goes to a ``sink``: ``discard``
     (count, never decode), ``record`` (files under ``record_dir``, no re-encoding, a new file
     every ``rotate_s``) or ``frames`` (decode and drop: the CPU of a real viewer);
-    ``stats_interval_s`` logs ``stream_stats`` per received stream this often; chat and user
-    data are logged (``log_messages``: with their text) and chat may be answered (``reply``)."""
+    ``stats_interval_s`` logs ``stream_stats`` per received stream this often; ``quality``
+    judges every received stream (``bot.agent.quality``: frozen, black, silent, MOS); chat and
+    user data are logged (``log_messages``: with their text) and chat may be answered (``reply``)."""
 
     subscribe: SubscribeMode | list[str] = "none"
     max_video: int | None = None
@@ -113,8 +118,12 @@ class ReceiveConfig:
     log_messages: bool = True
     """Log the text of received chat and user data (cut at 200 characters); false: sizes only."""
     reply: ReplyConfig | None = None
+    quality: QualityConfig | None = None
+    """Judge every received stream (``bot.agent.quality``); needs ``sink: discard``."""
 
     def __post_init__(self) -> None:
+        if self.quality is not None and self.sink != "discard":
+            raise ValueError(f"receive.quality judges with sink: discard, not with sink: {self.sink}")
         if isinstance(self.subscribe, tuple | list):
             if not self.subscribe:
                 raise ValueError("receive.subscribe is an empty list: name participants, or use none")
@@ -138,7 +147,7 @@ class ReceiveConfig:
     @property
     def stats_seconds(self) -> float | None:
         if self.stats_interval_s is None:
-            return None
+            return None if self.quality is None else QUALITY_STATS_S
         return parse_duration(self.stats_interval_s, "receive.stats_interval_s")
 
     @property

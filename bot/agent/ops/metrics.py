@@ -31,6 +31,8 @@ name                                        type       meaning
                                                        the traceback): ``callback:<name>``,
                                                        ``bot_task``, ``runner``, ``observer:<class>``
 ``enx_fast_path{name}``                     gauge      1 when a media fast path is installed, else 0
+``enx_stream_*{stream}``, ``enx_streams_*``  various    monitoring bots' quality per stream, bounded
+                                                       (``bot.agent.ops.quality_metrics``)
 ``process_*``                               various    CPU, memory, fds of this process
 ==========================================  =========  =========================================
 
@@ -51,6 +53,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.exposition import generate_latest
 
 from .observe import DONE, IN_ROOM, BotState, MediaTotals, NullObserver, as_state
+from .quality_metrics import QualityMetrics
 
 JOIN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
 NOT_READY = frozenset({BotState.JOINING, BotState.RECONNECTING, BotState.LOST, BotState.FAILED})
@@ -118,6 +121,7 @@ class Metrics(NullObserver):
         self.fast_path = Gauge(
             "enx_fast_path", "1 when a media fast path is installed, else 0.", ["name"], registry=r
         )
+        self.quality = QualityMetrics(r)
         ProcessCollector(registry=r)
 
     # ------------------------------------------------------------------ BotObserver
@@ -190,6 +194,9 @@ class Metrics(NullObserver):
 
     def failure(self, where: str) -> None:
         self.failures.labels(where=where).inc()
+
+    def stream_quality(self, bot: str, stream: str, sample: Mapping[str, object]) -> None:
+        self.quality.sample(bot, stream, sample)
 
     # ------------------------------------------------------------------ queries
 

@@ -17,7 +17,7 @@ A bot waiting for its ``join_delay`` has no state yet and is not expected in a r
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 import structlog
@@ -106,6 +106,13 @@ class BotObserver(Protocol):
 
     def outcome(self, bot: str, outcome: str, reason: str = "") -> None:
         """``bot`` ended: ``completed``, ``join_failed`` or ``lost`` (the runner's Outcome)."""
+        return None
+
+    def stream_quality(self, bot: str, stream: str, sample: Mapping[str, object]) -> None:
+        """``bot``'s quality probe judged ``stream`` (``user#stream_id``): ``sample`` has
+        ``mos``, ``video_score``, ``freezes``, ``frozen_s``, the flags ``frozen``, ``black``,
+        ``silent``, ``picture_frozen``, ``degraded``, and ``ended`` on its last sample. Sent on
+        every stats interval and whenever a flag changes."""
         return None
 
     def failure(self, where: str) -> None:

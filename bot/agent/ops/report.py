@@ -8,10 +8,12 @@ of a run (or on SIGTERM, after the bots left) :meth:`RunRecorder.write_reports` 
 - JSON (``schema: enx-bot.report/1``): ``summary`` (outcomes, join latency percentiles in ms,
   media totals, faults and faults survived), ``bots`` (one entry per bot with its timeline),
   ``rooms``, ``series.in_room`` (``[t_s, bots in a room]`` at every change) and
-  ``join_latency_histogram`` (``edges_ms``, ``counts``).
+  ``join_latency_histogram`` (``edges_ms``, ``counts``), and ``streams``: what monitoring bots
+  judged (``report_quality``: MOS and video-score curves, frozen/black/silent/... bands).
 - HTML: the same numbers, a step plot of bots in a room over time and a histogram of join
-  latencies, drawn here as inline SVG. No script, no external style sheet, font or image; a
-  Content-Security-Policy forbids loading anything, so it renders the same offline.
+  latencies, drawn here as inline SVG, and a quality timeline per judged stream. No script, no
+  external style sheet, font or image; a Content-Security-Policy forbids loading anything, so it
+  renders the same offline.
 
 A fault is a reconnect episode or an audio-only fallback (the bot entered ``reconnecting`` or
 ``audio-only``); it is survived when the bot came back to ``connected`` afterwards.
@@ -30,6 +32,7 @@ from typing import Any
 
 from .observe import IN_ROOM, BotState, MediaTotals, NullObserver, as_state
 from .report_html import render_html
+from .report_quality import QualityTimelines
 from .report_stats import histogram, latency_summary
 
 SCHEMA = "enx-bot.report/1"
@@ -107,6 +110,7 @@ class RunRecorder(NullObserver):
         self._media = MediaTotals()
         self._ended: tuple[float, float, str] | None = None  # (t, wall, ended_by)
         self._cause = ""
+        self.quality = QualityTimelines()
 
     def _now(self) -> float:
         return self._clock() - self._t0
@@ -173,6 +177,9 @@ class RunRecorder(NullObserver):
         end_state = {"join_failed": BotState.FAILED, "lost": BotState.LOST}.get(outcome, BotState.LEFT)
         if b.state is not None and b.state is not end_state:
             b.states.append((self._now(), end_state))
+
+    def stream_quality(self, bot: str, stream: str, sample: Mapping[str, object]) -> None:
+        self.quality.sample(self._now(), bot, stream, sample)
 
     # ------------------------------------------------------------------ the report
 
@@ -288,6 +295,7 @@ class RunRecorder(NullObserver):
             "series": {"in_room": [[t, n] for t, n in self.in_room_series(t_end)]},
             "join_latency_histogram": {"edges_ms": edges, "counts": counts},
             "bots": bots,
+            "streams": self.quality.to_list(t_end),
         }
 
     def write_reports(self, directory: str | os.PathLike[str], stem: str = "report") -> tuple[Path, Path]:

@@ -15,6 +15,7 @@ import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .report_quality import html_section
 from .report_stats import PERCENTILES, nice_ceil
 
 W, H = 640, 280
@@ -198,6 +199,7 @@ def render_html(data: Mapping[str, Any]) -> str:
         plot_join_latency=svg_histogram(hist["edges_ms"], hist["counts"]),
         rows="".join(rows),
         sections=_shards_section(data) + _rooms_section(data),
+        quality=html_section(data.get("streams") or [], float(data["duration_s"])),
     )
 
 

@@ -3,7 +3,9 @@
 Both are generated with numpy from tables built once in the constructor, so a frame costs a few
 array copies: a bot process runs dozens of these next to the encoders. The counter is a big
 seven-segment number so that a person can read it in a browser and a receiver can read it back
-with :func:`read_frame_counter`, even after lossy VP8 coding.
+with :func:`read_frame_counter`, even after lossy VP8 coding. Both have fault controls for
+tests and demos of monitoring bots, set at any time from the event loop: ``paused`` (frames
+stop, the stream stays published), ``black`` / ``constant`` (video) and ``silent`` (audio).
 """
 
 from __future__ import annotations
@@ -195,6 +197,13 @@ class SyntheticVideoTrack(MediaStreamTrack):
         self.fps = float(fps)
         self.label = label
         self.frames_sent = 0
+        self.paused = False
+        """Fault control for tests and demos: no frame is produced (the stream stays published,
+        the media clock runs on: frames resume with the timestamps they would have had)."""
+        self.black = False
+        """Fault control: every frame is black (video-range luma 16, neutral chroma)."""
+        self.constant: int | None = None
+        """Fault control: every frame shows frame ``constant`` (a publisher stuck on one image)."""
         self._pacer = Pacer()
         layout = _counter_layout(width, height)
         assert layout is not None  # checked above
@@ -275,17 +284,34 @@ class SyntheticVideoTrack(MediaStreamTrack):
         frame.time_base = VIDEO_TIME_BASE
         return frame
 
-    async def recv(self) -> av.VideoFrame:
-        """The next frame, when it is due."""
-        if self.readyState != "live":
-            raise MediaStreamError
-        index = self.frames_sent
-        await self._pacer.wait(index / self.fps)
-        if self.readyState != "live":
-            raise MediaStreamError  # stopped while we slept
-        frame = self.make_frame(index)
-        self.frames_sent += 1
+    def _black_frame(self, index: int) -> av.VideoFrame:
+        self._y[:] = _BLACK
+        self._u[:] = _NEUTRAL_CHROMA
+        self._v[:] = _NEUTRAL_CHROMA
+        frame = av.VideoFrame.from_ndarray(self._buf, format="yuv420p")
+        frame.pts = round(index * VIDEO_CLOCK_RATE / self.fps)
+        frame.time_base = VIDEO_TIME_BASE
         return frame
+
+    async def recv(self) -> av.VideoFrame:
+        """The next frame, when it is due (while ``paused``, the due frames are skipped)."""
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            index = self.frames_sent
+            await self._pacer.wait(index / self.fps)
+            if self.readyState != "live":
+                raise MediaStreamError  # stopped while we slept
+            self.frames_sent += 1
+            if not self.paused:
+                break
+        if self.black:
+            return self._black_frame(index)
+        if self.constant is not None:
+            frame = self.make_frame(self.constant)
+            frame.pts = round(index * VIDEO_CLOCK_RATE / self.fps)
+            return frame
+        return self.make_frame(index)
 
 
 class ToneAudioTrack(MediaStreamTrack):
@@ -321,6 +347,10 @@ class ToneAudioTrack(MediaStreamTrack):
         self.sample_rate = sample_rate
         self.samples_per_frame = sample_rate * ptime_ms // 1000
         self.frames_sent = 0
+        self.paused = False
+        """Fault control: no frame is produced (packets stop; the media clock runs on)."""
+        self.silent = False
+        """Fault control: digital silence (all-zero samples) instead of the tone."""
         self._time_base = fractions.Fraction(1, sample_rate)
         self._pacer = Pacer()
         self._phase = 0.0
@@ -335,7 +365,9 @@ class ToneAudioTrack(MediaStreamTrack):
 
     def _render(self, index: int) -> av.AudioFrame:
         """The next stretch of the tone; ``index`` only sets the timestamp."""
-        if self._silence is not None:
+        if self.silent:
+            samples = np.zeros((1, self.samples_per_frame), dtype=np.int16)
+        elif self._silence is not None:
             samples = self._silence
         else:
             wave = np.sin(self._phase + self._ramp) * self._scale
@@ -348,13 +380,14 @@ class ToneAudioTrack(MediaStreamTrack):
         return frame
 
     async def recv(self) -> av.AudioFrame:
-        """The next frame, when it is due."""
-        if self.readyState != "live":
-            raise MediaStreamError
-        index = self.frames_sent
-        await self._pacer.wait(index * self.samples_per_frame / self.sample_rate)
-        if self.readyState != "live":
-            raise MediaStreamError
-        frame = self._render(index)
-        self.frames_sent += 1
-        return frame
+        """The next frame, when it is due (while ``paused``, the due frames are skipped)."""
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            index = self.frames_sent
+            await self._pacer.wait(index * self.samples_per_frame / self.sample_rate)
+            if self.readyState != "live":
+                raise MediaStreamError
+            self.frames_sent += 1
+            if not self.paused:
+                return self._render(index)

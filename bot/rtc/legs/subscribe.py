@@ -76,7 +76,17 @@ class _Receiving:
             receiver = self.receiver
             route = None
             if intake is not None and leanable(receiver):
-                route = Route(self.kind, receiver, counters, on_frame=self._on_lean_frame)
+                wants = getattr(self.sink, "wants_sample", None)
+                if not getattr(self.sink, "samples", True):
+                    wants = None  # it could sample, but was not asked to: no call per packet
+                route = Route(
+                    self.kind,
+                    receiver,
+                    counters,
+                    on_frame=self._on_lean_frame,
+                    wants_sample=(lambda: bool(wants(self.kind))) if callable(wants) else None,
+                    on_sample=self._on_lean_sample if callable(wants) else None,
+                )
 
             async def metered(packet: Any, arrival_time_ms: int) -> None:
                 counters.packets += 1
@@ -147,6 +157,13 @@ class _Receiving:
         tally = getattr(self.sink, "tally", None)
         if callable(tally):
             tally(self.kind, size, keyframe)
+
+    def _on_lean_sample(self, keyframe: bool, data: bytes) -> None:
+        """A frame the sink asked for, reassembled on the lean intake (``sample`` of the sink)."""
+        try:
+            self.sink.sample(self.kind, data, keyframe)  # type: ignore[attr-defined]
+        except Exception:
+            self.counters.sink_errors += 1
 
     # -- keyframes
 
@@ -228,7 +245,10 @@ class SubscribeLeg(_Leg):
     once the first VP8/Opus packet of a kind came through aiortc's path, that kind is counted
     on the lean intake (:mod:`bot.webrtc.patches.lean_intake`: packets, bytes, frames and keyframes from the
     RTP headers, the receiver-report statistics kept; no jitter buffer, no NACK) and the sink
-    hears ``tally`` per frame instead of ``write``. ``lean=False`` keeps aiortc's path.
+    hears ``tally`` per frame instead of ``write``; a sink that also has ``wants_sample(kind)``
+    and ``sample(kind, data, keyframe)`` (the quality probe's; ``samples`` False: not now) gets,
+    now and then, one whole frame it asked for (video: a keyframe) from the lean intake.
+    ``lean=False`` keeps aiortc's path.
     """
 
     role = "subscribe"

@@ -104,6 +104,26 @@ def _never() -> bool:
     return False
 
 
+def vp8_descriptor_size(packet: bytes, offset: int) -> int | None:
+    """Bytes of the VP8 payload descriptor (RFC 7741 section 4.2) at ``offset``; None when
+    truncated. What is after it is the VP8 bitstream a decoder takes."""
+    try:
+        first = packet[offset]
+        pos = offset + 1
+        if first & 0x80:
+            extension = packet[pos]
+            pos += 1
+            if extension & 0x80:
+                pos += 2 if packet[pos] & 0x80 else 1
+            if extension & 0x40:
+                pos += 1
+            if extension & 0x30:
+                pos += 1
+        return pos - offset if pos < len(packet) else None
+    except IndexError:
+        return None
+
+
 def vp8_starts_keyframe(packet: bytes, offset: int) -> bool:
     """Whether the RTP payload at ``offset`` begins a VP8 keyframe: the payload descriptor
     (RFC 7741 section 4.2) marks the start of partition 0 and the VP8 payload header's P bit
@@ -144,6 +164,9 @@ class Route:
     ``on_rtp(ssrc, seq, timestamp, arrival_ms, size)`` meters every packet; ``wants_full()``
     says, per packet, that the kind must go through aiortc's path now; ``on_frame(keyframe)``
     hears every complete frame; ``restart`` runs when the kind goes back to aiortc's path.
+    With ``on_sample(keyframe, data)``, a frame that ``wants_sample()`` says is wanted when it
+    starts (video: only a keyframe) is reassembled (VP8: descriptors stripped) and handed over
+    whole: a sink can decode a sample now and then without the full path for every frame.
     """
 
     def __init__(
@@ -156,6 +179,8 @@ class Route:
         wants_full: Callable[[], bool] | None = None,
         restart: Callable[[], None] | None = None,
         on_frame: Callable[[bool, int], None] | None = None,
+        wants_sample: Callable[[], bool] | None = None,
+        on_sample: Callable[[bool, bytes], None] | None = None,
     ) -> None:
         self.kind = kind
         self.receiver = receiver
@@ -170,6 +195,9 @@ class Route:
         self._at_start = False
         self._frame_key = False
         self._frame_bytes = 0
+        self._wants_sample = wants_sample if on_sample is not None else None
+        self._on_sample = on_sample
+        self._parts: list[bytes] | None = None
         self._position = _Position()
         self._stats: dict[int, Any] = getattr(receiver, _STREAMS)
         self.lean = False
@@ -195,22 +223,36 @@ class Route:
         if self._video:
             if seq != self._next_seq:  # a gap: this frame is broken, wait for its end
                 self._frame_whole = self._at_start = False
+                self._parts = None
             if self._at_start:  # the first packet of a frame following a complete one
                 self._frame_key = vp8_starts_keyframe(plain, header)
                 self._frame_bytes = 0
                 self._at_start = False
+                wants = self._wants_sample
+                self._parts = [] if wants is not None and self._frame_key and wants() else None
             self._frame_bytes += size
+            if self._parts is not None:
+                skip = vp8_descriptor_size(plain, header)
+                if skip is None or skip > size:
+                    self._parts = None
+                else:
+                    self._parts.append(plain[header + skip : header + size])
             if plain[1] & 0x80:  # the marker: the last packet of a frame
                 if self._frame_whole:
                     counters.frames += 1
                     if self._on_frame is not None:
                         self._on_frame(self._frame_key, self._frame_bytes)
+                    if self._parts is not None and self._on_sample is not None:
+                        self._on_sample(True, b"".join(self._parts))
+                self._parts = None
                 self._frame_whole = self._at_start = True
             self._next_seq = (seq + 1) & 0xFFFF
         else:
             counters.frames += 1
             if self._on_frame is not None:
                 self._on_frame(True, size)
+            if self._wants_sample is not None and self._on_sample is not None and self._wants_sample():
+                self._on_sample(True, plain[header : header + size])
         if self.on_rtp is not None:
             self.on_rtp(ssrc, seq, timestamp, arrival_ms, size)
         stats = self._stats.get(ssrc)
@@ -226,6 +268,7 @@ class Route:
         self.lean = False
         self._next_seq = None
         self._frame_whole = self._at_start = False
+        self._parts = None
         nack = getattr(self.receiver, _NACK)
         if nack is not None:  # video only
             nack.max_seq = None
