@@ -60,7 +60,6 @@ class Agent:
         self.server: RoomServer | None = None
         self.shared: SharedMedia | None = None
         self.room_id: str | None = None
-        self.bots: list[Bot] = []
         """Every Bot made so far (one per join attempt)."""
         self.results: list[BotResult] = []
         self.retries = 0
@@ -213,7 +212,6 @@ class Agent:
 
     async def _run_bot(self, index: int, bot: Bot) -> BotResult:
         """One attempt of one bot; a bot that crashes is logged, counted and ends ``lost``."""
-        self.bots.append(bot)
         self._live[index] = bot
         if self._stopping.is_set():
             bot.stop()
