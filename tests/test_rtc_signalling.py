@@ -155,11 +155,12 @@ def _free_port() -> int:
 @pytest.mark.parametrize(
     "url",
     [
-        f"http://127.0.0.1:{_free_port()}",  # connection refused
+        "http://127.0.0.1:{free}",  # connection refused (a port picked when the test runs)
         "http://no-such-host.invalid:443",  # DNS failure
     ],
 )
 async def test_unreachable_host_is_1161_naming_the_host(url: str) -> None:
+    url = url.format(free=_free_port())
     host = url.split("//")[1]
     sig = Signalling(url, host=host, sink=lambda e: None)
     started = time.monotonic()
