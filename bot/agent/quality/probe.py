@@ -23,7 +23,7 @@ from .judge import StreamJudge, StreamKey
 
 Json = dict[str, Any]
 
-TICK_S = 0.2
+TICK_S = 0.5
 """How often arrivals are judged: detection comes within ``freeze_ms`` + this."""
 
 MUTES_S = 0.5
