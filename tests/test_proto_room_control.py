@@ -23,7 +23,7 @@ from bot.proto import (
     RoomAllowed,
     RoomAwaited,
     RoomConnected,
-    RoomDisconnectedNotice,
+    RoomDisconnected,
     UserAwaited,
     UserInfo,
     decode_client,
@@ -83,7 +83,7 @@ def test_client_events_round_trip(event: Any) -> None:
         FloorRequested(client_id="c", name="n"),
         FloorGranted(client_id="c", name="n", moderator_id="m"),
         ConferenceRemainingDuration(time_left=5),
-        RoomDisconnectedNotice(cause=2003, msg="conference-expired"),
+        RoomDisconnected(cause=2003, msg="conference-expired"),
     ],
 )
 def test_server_events_round_trip(event: Any) -> None:

@@ -40,7 +40,7 @@ from .events import (
     UserDisconnected,
     UserMuteChanged,
 )
-from .events.conference import ConferenceRemainingDuration, RoomDisconnectedNotice
+from .events.conference import ConferenceRemainingDuration, RoomDisconnected
 from .events.floor import FLOOR_NOTICES, FLOOR_REQUESTS
 from .events.talkers import PinUsers, SetTalkerCount, UnpinUsers
 from .events.waiting_room import ApproveAwaitedUser, DenyAwaitedUser, RoomAllowed, RoomAwaited, UserAwaited
@@ -86,7 +86,7 @@ SERVER_EVENTS: dict[str, Any] = {
         RoomAllowed,
         *FLOOR_NOTICES,
         ConferenceRemainingDuration,
-        RoomDisconnectedNotice,
+        RoomDisconnected,
     )
 }
 LEGACY_BANDWIDTH_EVENTS = ("onSelfBandwidthAlert", "onBandwidthAlert")
@@ -130,12 +130,7 @@ def decode_client(name: str, args: tuple[Any, ...] | list[Any]) -> ClientEvent:
     if cls is None:
         raise RemoteProtocolError(f"unknown client event '{name}'", ErrorCode.MALFORMED_REQUEST)
     payload = _first(name, args)
-    optional = (
-        cls in (GetMaxTalkers, DropRequest, GetTalkerCount)
-        or getattr(cls, "PAYLOAD_OPTIONAL", False)
-        or getattr(cls, "NO_ARGUMENT", False)
-    )
-    if payload is None and not optional:
+    if payload is None and not getattr(cls, "PAYLOAD_OPTIONAL", False):
         raise RemoteProtocolError(f"{name}: missing argument", ErrorCode.MALFORMED_REQUEST)
     event: ClientEvent = cls.from_payload(payload)
     return event

@@ -3,9 +3,10 @@ order, each to its handler in a table keyed by type (as ``bot.server.signalling`
 
 Room events update :class:`~bot.rtc.state.RoomState` before their callback fires; media events
 go to the publisher or the subscriptions; a loss (socket closed, publish leg broken) goes to
-the owner's ``lost`` (reconnection or leaving); moderation notices to :mod:`.moderation` (``end``
-leaves without reconnecting). A handler that raises is logged
-(``event_failed``) and reported to ``on_failure("dispatcher", exc)``; the next item is handled.
+the owner's ``lost`` (reconnection or leaving); moderation notices to :mod:`.moderation`;
+the waiting room, the room clock, the floor and ``room-disconnected`` to :mod:`.room_control`.
+A handler that raises is logged (``event_failed``) and reported to
+``on_failure("dispatcher", exc)``; the next item is handled.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from bot.proto import (
     UserMuteChanged,
 )
 
-from .callbacks import CallbackName, Json
+from .callbacks import CallbackName
 from .data import deliver as deliver_data
 from .moderation import ModerationEvents
 from .publisher import LocalPublisher
@@ -53,7 +54,6 @@ class Dispatcher:
         publisher: LocalPublisher,
         subscriber: RemoteSubscriptions,
         lost: Callable[[str], Awaitable[None]],
-        end: Callable[[Json], Awaitable[None]] | None = None,
         more: Mapping[type, Handler] | None = None,
     ) -> None:
         self._ctx = ctx
@@ -80,7 +80,7 @@ class Dispatcher:
                 RoomConnected: self._room_connected,
                 DataReceived: lambda item: deliver_data(ctx, item),
                 UnknownEvent: self._unknown,
-                **(ModerationEvents(ctx, publisher, end).handlers() if end is not None else {}),
+                **ModerationEvents(ctx, publisher).handlers(),
                 **(more or {}),  # the waiting room, the room clock, the floor (room_control.py)
             }
         )

@@ -53,7 +53,6 @@ class Lifecycle:
             publisher,
             subscriber,
             self._connection_lost,
-            end=lambda payload: self.leave(payload, leave=False),
             more=self.control.handlers(),
         )
         self._reconnector: Reconnector | None = None

@@ -28,7 +28,6 @@ from bot.proto import (
     HardMuteUser,
     HardUnmuteRoom,
     MediaKind,
-    RoomDisconnected,
     RoomHardMuted,
     RoomHardUnmuted,
     RoomRecordOff,
@@ -150,15 +149,12 @@ class ModeratorControls:
 
 
 class ModerationEvents:
-    """The dispatcher's handlers of moderation notices. ``end(payload)`` leaves the room for
-    good (no reconnection), firing ``on_room_disconnected`` with ``payload``."""
+    """The dispatcher's handlers of moderation notices. A moderator's drop arrives as
+    ``room-disconnected``, which :mod:`.room_control` handles for every cause."""
 
-    def __init__(
-        self, ctx: Context, publisher: LocalPublisher, end: Callable[[Json], Awaitable[None]]
-    ) -> None:
+    def __init__(self, ctx: Context, publisher: LocalPublisher) -> None:
         self._ctx = ctx
         self._publisher = publisher
-        self._end = end
 
     def handlers(self) -> Mapping[type, Callable[[Any], Awaitable[None]]]:
         table: dict[type, Callable[[Any], Awaitable[None]]] = {
@@ -166,7 +162,6 @@ class ModerationEvents:
             RoomHardUnmuted: self._room_muted,
             RoomRecordOn: self._recording,
             RoomRecordOff: self._recording,
-            RoomDisconnected: self._disconnected,
         }
         for cls in HARD_MUTE_USER_EVENTS:
             table[cls] = self._user_muted
@@ -197,7 +192,3 @@ class ModerationEvents:
     async def _recording(self, item: RoomRecordOn) -> None:
         callback: CallbackName = "on_room_recording_on" if item.ON else "on_room_recording_off"
         await self._ctx.fire(callback, item.to_payload())
-
-    async def _disconnected(self, item: RoomDisconnected) -> None:
-        self._ctx.log.debug("room_disconnected_by_server", cause=item.code, msg=item.msg)
-        await self._end({"cause": item.code, "msg": item.msg, "moderator": item.moderator or None})

@@ -35,7 +35,7 @@ from bot.proto import (
     RequestFloor,
     RoomAllowed,
     RoomAwaited,
-    RoomDisconnectedNotice,
+    RoomDisconnected,
     UserAwaited,
 )
 
@@ -62,7 +62,7 @@ class RoomControl:
             RoomAwaited: self._late,
             RoomAllowed: self._late,
             ConferenceRemainingDuration: self._remaining,
-            RoomDisconnectedNotice: self._ended,
+            RoomDisconnected: self._ended,
             FloorRequested: self._floor_requested,
             FloorGranted: self._granted,
             FloorDenied: self._denied,
@@ -105,7 +105,7 @@ class RoomControl:
         self._ctx.log.debug("conference_remaining_duration", time_left=item.time_left)
         await self._ctx.fire("on_conference_remaining_duration", item.to_payload())
 
-    async def _ended(self, item: RoomDisconnectedNotice) -> None:
+    async def _ended(self, item: RoomDisconnected) -> None:
         """The server ends our session (the room expired): leave without reconnecting."""
         self._ctx.log.debug("room_ended_by_server", cause=item.cause, msg=item.msg)
         await self._leave(item.as_callback())
@@ -147,40 +147,26 @@ class RoomControlApi:
 
     _control: RoomControl
 
-    on_room_awaited: Callback | None
+    on_room_awaited: Callback | None = None
     """``{event_type: "knock"|"wait_for_moderator"}``: we wait to be let in (from inside join_room)."""
-    on_user_awaited: Callback | None
+    on_user_awaited: Callback | None = None
     """Moderators: someone waits to be let in (the user, as in ``on_user_connected``)."""
-    on_ack_for_approve_awaited_user: Callback | None
-    on_ack_for_deny_awaited_user: Callback | None
-    on_conference_remaining_duration: Callback | None
+    on_ack_for_approve_awaited_user: Callback | None = None
+    on_ack_for_deny_awaited_user: Callback | None = None
+    on_conference_remaining_duration: Callback | None = None
     """``{timeLeft}``: minutes left before the room ends for everyone."""
-    on_floor_requested: Callback | None
+    on_floor_requested: Callback | None = None
     """The ack of our :meth:`request_floor`."""
-    on_floor_request_received: Callback | None
+    on_floor_request_received: Callback | None = None
     """Moderators: ``{clientId, name}`` asks for the floor."""
-    on_process_floor_requested: Callback | None
+    on_process_floor_requested: Callback | None = None
     """Moderators: the ack of grant/deny/release (``{result, msg, clientId, action}``)."""
-    on_granted_floor_request: Callback | None
-    on_denied_floor_request: Callback | None
-    on_released_floor_request: Callback | None
+    on_granted_floor_request: Callback | None = None
+    on_denied_floor_request: Callback | None = None
+    on_released_floor_request: Callback | None = None
 
     def _init_room_control(self, control: RoomControl) -> None:
         self._control = control
-        for name in (
-            "on_room_awaited",
-            "on_user_awaited",
-            "on_ack_for_approve_awaited_user",
-            "on_ack_for_deny_awaited_user",
-            "on_conference_remaining_duration",
-            "on_floor_requested",
-            "on_floor_request_received",
-            "on_process_floor_requested",
-            "on_granted_floor_request",
-            "on_denied_floor_request",
-            "on_released_floor_request",
-        ):
-            setattr(self, name, None)
 
     async def approve_awaited_user(self, client_id: str) -> Json:
         """Moderators: let a waiting participant in (Flutter ``approveAwaitedUser``)."""

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.proto import ErrorCode, RoomAllowed, RoomAwaited, RoomDisconnectedNotice
+from bot.proto import ErrorCode, RoomAllowed, RoomAwaited, RoomDisconnected
 
 from .callbacks import CallbackName, Json
 from .errors import RoomError
@@ -56,7 +56,7 @@ class Admission:
             self._log.debug("room_allowed", waited_ms=self.waited_ms())
             self.deadline = loop_time + self._connect_s
             return True
-        if isinstance(item, RoomDisconnectedNotice):
+        if isinstance(item, RoomDisconnected):
             raise RoomError(item.cause, f"the room turned us away: {item.msg or item.cause}")
         return False
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from bot.proto import ConferenceRemainingDuration, ErrorCode, RoomDisconnectedNotice
+from bot.proto import ConferenceRemainingDuration, ErrorCode, RoomDisconnected
 
 from .outbox import Outbox
 from .presence import Presences
@@ -108,7 +108,7 @@ class RoomClocks:
             clock.task.cancel()
         if self.rooms.find(room.room_id) is not room:
             return  # deleted meanwhile
-        notice = RoomDisconnectedNotice(cause=int(ErrorCode.CONFERENCE_EXPIRED), msg="conference-expired")
+        notice = RoomDisconnected(cause=int(ErrorCode.CONFERENCE_EXPIRED), msg="conference-expired")
         log.info(
             "room_ended", room=room.room_id, reason="conference-expired", participants=len(room.participants)
         )

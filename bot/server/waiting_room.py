@@ -28,7 +28,7 @@ from bot.proto import (
     ErrorCode,
     RoomAllowed,
     RoomAwaited,
-    RoomDisconnectedNotice,
+    RoomDisconnected,
     UserAwaited,
 )
 
@@ -146,7 +146,7 @@ class WaitingRoom:
             if not waiters:
                 del self._rooms[room_id]
 
-    async def end_room(self, room: Room, notice: RoomDisconnectedNotice) -> None:
+    async def end_room(self, room: Room, notice: RoomDisconnected) -> None:
         """The room ended: every waiter hears ``notice`` and its socket closes."""
         for waiter in self._rooms.pop(room.room_id, {}).values():
             await self._send_away(waiter, notice)
@@ -195,7 +195,7 @@ class WaitingRoom:
             user_id=waiter.participant.client_id,
             moderator=by,
         )
-        notice = RoomDisconnectedNotice(cause=int(ErrorCode.AWAIT_DENIED), msg="denied-by-moderator")
+        notice = RoomDisconnected(cause=int(ErrorCode.AWAIT_DENIED), msg="denied-by-moderator")
         await self._send_away(waiter, notice)
 
     async def _admit(self, room: Room, waiter: Waiter, *, by: str) -> None:
@@ -222,7 +222,7 @@ class WaitingRoom:
             waiter.session.left = True
             await self.outbox.disconnect(waiter.session.sid)
 
-    async def _send_away(self, waiter: Waiter, notice: RoomDisconnectedNotice) -> None:
+    async def _send_away(self, waiter: Waiter, notice: RoomDisconnected) -> None:
         session = waiter.session
         await self.outbox.emit(session.sid, notice)
         session.left = True

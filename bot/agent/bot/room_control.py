@@ -22,7 +22,10 @@ from bot.rtc import EnxRtc
 from ..config import BotConfig
 
 NOT_ADMITTED = {int(ErrorCode.AWAIT_DENIED): "denied", int(ErrorCode.AWAIT_TIMED_OUT): "wait_timeout"}
-ROOM_ENDED = {int(ErrorCode.CONFERENCE_EXPIRED): "room_ended"}
+ENDED_BY_ROOM = {  # room-disconnected causes that are the room's doing, not a lost session
+    int(ErrorCode.CONFERENCE_EXPIRED): "room_ended",
+    int(ErrorCode.DISCONNECTED_BY_MODERATOR): "dropped",
+}
 
 
 def join_outcome(code: int) -> str:
@@ -32,7 +35,7 @@ def join_outcome(code: int) -> str:
 
 def session_outcome(cause: object) -> str:
     """The outcome (``Outcome`` value) of a session that ended without being asked to."""
-    return ROOM_ENDED.get(cause, "lost") if isinstance(cause, int) else "lost"
+    return ENDED_BY_ROOM.get(cause, "lost") if isinstance(cause, int) else "lost"
 
 
 async def join_unless_stopped(rtc: EnxRtc, stop: asyncio.Event, join: Awaitable[None]) -> bool:

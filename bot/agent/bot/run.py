@@ -22,7 +22,6 @@ import structlog
 from aiortc.mediastreams import MediaStreamTrack
 
 from bot.media import MediaError, MediaSpec, SharedMedia, open_media
-from bot.proto import ErrorCode
 from bot.rtc import EnxRtc, RoomError
 
 from ..config import BotConfig
@@ -239,9 +238,7 @@ class Bot:
             self._rejoin = ending == "rejoin"
             return Outcome.COMPLETED, f"scenario: {ending}"
         if gone in done and not gone.cancelled():
-            cause = gone.result() or {}
-            if cause.get("cause") == ErrorCode.DISCONNECTED_BY_MODERATOR:  # it does not rejoin
-                return Outcome.DROPPED, str(cause.get("msg", "disconnected-by-moderator"))
+            cause = gone.result() or {}  # dropped, room ended or lost (room_control.session_outcome)
             return Outcome(session_outcome(cause.get("cause"))), str(cause.get("msg", "disconnected"))
         if stop in done:
             return Outcome.COMPLETED, "signal"

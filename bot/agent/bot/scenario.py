@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 from bot.rtc import EnxRtc, RoomError
 
 from ..config import BotConfig
-from ..config.scenario import ScenarioStep, parse_range
+from ..config.scenario import ScenarioStep
 from ..ops.observe import BotObserver
 
 
@@ -73,7 +73,7 @@ class ScenarioRun:
     # ------------------------------------------------------------------ the timeline
 
     def _plan(self, index: int, step: ScenarioStep, after_s: float) -> None:
-        low, high = parse_range(step.at if step.at is not None else step.every, "time")  # type: ignore[arg-type]
+        low, high = step.window_s
         due = after_s + (low if low == high else self._rng.uniform(low, high))
         if due <= HORIZON_S:
             heapq.heappush(self._queue, (round(due, 3), self._order, index))

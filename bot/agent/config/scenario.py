@@ -9,6 +9,7 @@ meanwhile follow as soon as it ends.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -107,9 +108,14 @@ class ScenarioStep:
         if self.do == "leave" and self.every is not None:
             raise ValueError("leave happens once: use 'at'")
 
-    @property
+    @functools.cached_property
     def wait_s(self) -> float:
         return DEFAULT_WAIT_S if self.timeout is None else parse_duration(self.timeout, "timeout")
+
+    @functools.cached_property
+    def window_s(self) -> tuple[float, float]:
+        """``(low, high)`` seconds of ``at`` or ``every``: each moment is drawn from it."""
+        return parse_range(self.at if self.at is not None else self.every, "time")  # type: ignore[arg-type]
 
 
 def check_scenario(steps: tuple[ScenarioStep, ...]) -> None:

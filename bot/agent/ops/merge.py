@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .report import MEDIA_KEYS, SCHEMA, room_breakdown
+from .report import MEDIA_KEYS, SCHEMA, iso_utc, room_breakdown
 from .report_stats import histogram, latency_summary
 
 FAULT_KEYS = ("reconnects", "bandwidth_alerts", "fallbacks", "met", "survived")
@@ -213,8 +213,8 @@ def _merged(
             "config_digest": _one_or_mixed(s.meta.get("config_digest") for s in shards),
             "version": _one_or_mixed(s.meta.get("version") for s in shards),
         },
-        "started_at": _iso(t0),
-        "ended_at": _iso(t_end),
+        "started_at": iso_utc(t0),
+        "ended_at": iso_utc(t_end),
         "duration_s": round(t_end - t0, 3),
         "ended_by": endings[0] if len(endings) == 1 else "mixed: " + ", ".join(endings),
         "summary": {
@@ -304,7 +304,3 @@ def _epoch(iso: str) -> float:
         return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
     except (TypeError, ValueError, AttributeError):
         raise ValueError(f"started_at {iso!r} is not an ISO time") from None
-
-
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

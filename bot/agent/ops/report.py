@@ -270,8 +270,8 @@ class RunRecorder(NullObserver):
         return {
             "schema": SCHEMA,
             "meta": self.meta,
-            "started_at": _iso(self.started_at),
-            "ended_at": _iso(wall_end),
+            "started_at": iso_utc(self.started_at),
+            "ended_at": iso_utc(wall_end),
             "duration_s": round(t_end, 3),
             "ended_by": ended_by,
             "summary": {
@@ -344,7 +344,7 @@ def _ms_of(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-def _iso(ts: float) -> str:
+def iso_utc(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

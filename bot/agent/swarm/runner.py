@@ -60,13 +60,11 @@ class Agent:
         self.server: RoomServer | None = None
         self.shared: SharedMedia | None = None
         self.room_id: str | None = None
-        """Every Bot made so far (one per join attempt)."""
         self.results: list[BotResult] = []
         self.retries = 0
         self.failed = 0
         self.attempts_of: dict[str, int] = {}
-        self.room_of: dict[str, str] = {}
-        self.rejoins = 0  # scenario rejoins (churn)  # bot name -> its room, for the end-of-run lines
+        self.room_of: dict[str, str] = {}  # bot name -> its room, for the end-of-run lines
         self._live: dict[int, Bot] = {}
         self._stopping = asyncio.Event()
         self._rng = rng or random.Random()
@@ -158,7 +156,6 @@ class Agent:
             result = await self._session(index, bc, attempt_cfg, tokens, room, media, retries, scenario)
             if not result.rejoin or self._stopping.is_set():
                 return result
-            self.rejoins += 1
 
     async def _session(
         self,

@@ -13,7 +13,7 @@ custom data, both directions).
 
 from .acks import Ack
 from .common import DEFAULT_PERMISSIONS, IceServer, Json, MediaKind, StreamInfo, UserInfo
-from .conference import ConferenceRemainingDuration, RoomDisconnected, RoomDisconnectedNotice
+from .conference import ConferenceRemainingDuration, RoomDisconnected
 from .data import DataReceived, SendData
 from .floor import (
     FLOOR_NOTICES,
@@ -141,7 +141,6 @@ ServerEvent = (
     | FloorDenied
     | FloorReleased
     | ConferenceRemainingDuration
-    | RoomDisconnectedNotice
 )
 
 __all__ = [
@@ -194,7 +193,6 @@ __all__ = [
     "RoomAwaited",
     "RoomConnected",
     "RoomDisconnected",
-    "RoomDisconnectedNotice",
     "RoomHardMuted",
     "RoomHardUnmuted",
     "RoomRecordOff",

@@ -70,6 +70,3 @@ class RoomDisconnected:
         if self.moderator:
             out["moderator"] = self.moderator
         return out
-
-
-RoomDisconnectedNotice = RoomDisconnected  # the waiting room's and the room clock's name for it

@@ -20,7 +20,7 @@ class RequestFloor:
     """``requestFloor`` (participant, no argument or ``{}``)."""
 
     WIRE: ClassVar[str] = "requestFloor"
-    NO_ARGUMENT: ClassVar[bool] = True
+    PAYLOAD_OPTIONAL: ClassVar[bool] = True
 
     @classmethod
     def from_payload(cls, payload: object) -> RequestFloor:

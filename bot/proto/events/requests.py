@@ -95,6 +95,7 @@ class TokenRequest:
 @dataclass(frozen=True, kw_only=True)
 class GetMaxTalkers:
     WIRE: ClassVar[str] = "getMaxNumberOfTalker"
+    PAYLOAD_OPTIONAL: ClassVar[bool] = True
 
     @classmethod
     def from_payload(cls, payload: object) -> GetMaxTalkers:
@@ -279,6 +280,7 @@ class DropRequest:
     clientIds: [...]}`` drops those participants, ``{all: true}`` everyone but itself
     (docs/protocol/moderation.md)."""
 
+    PAYLOAD_OPTIONAL: ClassVar[bool] = True
     WIRE: ClassVar[str] = "drop"
 
     client_ids: tuple[str, ...] | None = None

@@ -51,6 +51,7 @@ class GetTalkerCount:
     """``getTalkerCount`` (no argument): ack ``{result: 0, numTalkers}``."""
 
     WIRE: ClassVar[str] = "getTalkerCount"
+    PAYLOAD_OPTIONAL: ClassVar[bool] = True
 
     @classmethod
     def from_payload(cls, payload: object) -> GetTalkerCount:
