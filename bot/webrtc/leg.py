@@ -63,4 +63,4 @@ class PeerLeg:
         try:
             await asyncio.shield(self.pc.close())
         finally:
-            reclaim.closed()  # its cycles are freed by a full collection only
+            reclaim.closed(self.pc)  # its cycles are freed by a full collection only

@@ -26,6 +26,11 @@ name                                        type       meaning
                                             counter    scenario actions run (``ok``, ``failed``,
                                                        ``timeout``)
 ``enx_asyncio_tasks``, ``enx_threads``      gauge      unfinished tasks of the loop, OS threads
+``enx_reclaim_collections_total``, ``enx_reclaim_seconds_total``, ``enx_reclaim_lingering_total``
+                                            counter    full collections after peer connections
+                                                       closed, their time, and closed connections
+                                                       still alive after every retry
+                                                       (``bot.webrtc.reclaim``)
 ``enx_room_participants{room}``             gauge      participants per room, as our bots see it
 ``enx_failures_total{where}``               counter    unexpected failures contained (logged with
                                                        the traceback): ``callback:<name>``,
@@ -50,8 +55,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
 
+from ...webrtc import reclaim
 from .observe import DONE, IN_ROOM, BotState, MediaTotals, NullObserver, as_state
 from .quality_metrics import QualityMetrics
 
@@ -123,6 +131,7 @@ class Metrics(NullObserver):
         )
         self.quality = QualityMetrics(r)
         ProcessCollector(registry=r)
+        r.register(_ReclaimCollector())
 
     # ------------------------------------------------------------------ BotObserver
 
@@ -223,6 +232,28 @@ class Metrics(NullObserver):
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
         return generate_latest(self.registry)
+
+
+class _ReclaimCollector(Collector):
+    """The process-wide ``bot.webrtc.reclaim.STATS``, read at each scrape."""
+
+    def collect(self) -> list[Metric]:
+        stats = reclaim.STATS
+        return [
+            CounterMetricFamily(
+                "enx_reclaim_collections",
+                "Full collections after peer connections closed.",
+                value=stats.collections,
+            ),
+            CounterMetricFamily(
+                "enx_reclaim_seconds", "Time spent in those collections.", value=stats.seconds
+            ),
+            CounterMetricFamily(
+                "enx_reclaim_lingering",
+                "Closed peer connections still alive after every retry.",
+                value=stats.lingering,
+            ),
+        ]
 
 
 @dataclass(frozen=True)
