@@ -12,7 +12,7 @@ Method:
 4. Join CPU per bot = (CPU during the joins - steady CPU per second x duration of the joins) / bots,
    for each process. The joins overlap the first bots' streaming, which the steady rate removes.
 
-    .venv/bin/python bench/join_cost.py --bots 100 --ramp 20 [--window 10] [--profile DIR]
+    .venv/bin/python bench/join_cost.py --bots 100 --ramp 20 [--per-room 10] [--window 10] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ CONFIG = """
 api_url: {api}
 app_id: {app_id}
 app_key: {app_key}
-room_id: {room_id}
+{rooms}
 ramp: {ramp}
 bots:
   - name: join-{{i}}
@@ -44,9 +44,15 @@ bots:
 """
 
 
-def _python(profile: Path | None, name: str) -> list[str]:
+SAMPLER = str(Path(__file__).resolve().parent / "cpu_sampler.py")
+
+
+def _python(profile: Path | None, name: str, sample: Path | None = None) -> list[str]:
+    if sample is not None:
+        return [sys.executable, SAMPLER, str(sample / f"{name}.txt"), "-m", "bot"]
     if profile is None:
         return [sys.executable, "-m", "bot"]
+    # wall-clock cProfile: read tottime of the event loop's epoll as idle, not as a cost
     return [sys.executable, "-m", "cProfile", "-o", str(profile / f"{name}.prof"), "-m", "bot"]
 
 
@@ -58,11 +64,14 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
     profile = Path(a.profile) if a.profile else None
     if profile:
         profile.mkdir(parents=True, exist_ok=True)
+    sample = Path(a.sample) if a.sample else None
+    if sample:
+        sample.mkdir(parents=True, exist_ok=True)
     port = free_port()
     api = f"http://127.0.0.1:{port}/video/v2"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENX_")}
     server = await asyncio.create_subprocess_exec(
-        *_python(profile, "server"), "serve", "--port", str(port), "--app-id", APP_ID, "--app-key", APP_KEY,
+        *_python(profile, "server", sample), "serve", "--port", str(port), "--app-id", APP_ID, "--app-key", APP_KEY,
         "--data-dir", ":memory:", "--log-level", "warning",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
@@ -78,14 +87,19 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError("the room server did not start")
     config = Path(a.logs) / "join_cost.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
+    if a.per_room:  # rooms of that many, created through REST by the swarm
+        rooms = f"rooms: {-(-a.bots // a.per_room)}\nbots_per_room: {a.per_room}"
+    else:
+        rooms = f"room_id: {room_id}"
     config.write_text(
-        CONFIG.format(api=api, app_id=APP_ID, app_key=APP_KEY, room_id=room_id, ramp=a.ramp, bots=a.bots)
+        CONFIG.format(api=api, app_id=APP_ID, app_key=APP_KEY, rooms=rooms, ramp=a.ramp, bots=a.bots)
     )
     swarm = await asyncio.create_subprocess_exec(
-        *_python(profile, "bots"), "run", str(config), "--log-format", "json",
+        *_python(profile, "bots", sample), "run", str(config), "--log-format", "json",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert swarm.stdout is not None
+    lines = (Path(a.logs) / "swarm.jsonl").open("wb")
     published = 0
     t_first = c_first = s_first = None
     while published < a.bots:
@@ -94,18 +108,31 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError(f"the swarm ended after {published} published")
         if not line.startswith(b"{"):
             continue
+        lines.write(line)
         event = json.loads(line).get("event")
         if event == "joining" and t_first is None:
             t_first, c_first, s_first = time.monotonic(), cpu_seconds(swarm.pid), cpu_seconds(server.pid)
+            if sample:  # the samplers keep the joins only
+                swarm.send_signal(signal.SIGUSR1)
+                server.send_signal(signal.SIGUSR1)
         elif event == "published_stream":
             published += 1
     t_done, c_done, s_done = time.monotonic(), cpu_seconds(swarm.pid), cpu_seconds(server.pid)
-    drain = asyncio.ensure_future(swarm.stdout.read())
+    if sample:
+        swarm.send_signal(signal.SIGUSR2)
+        server.send_signal(signal.SIGUSR2)
+    async def drain_to_file() -> None:
+        assert swarm.stdout is not None
+        while line := await swarm.stdout.readline():
+            lines.write(line)
+
+    drain = asyncio.ensure_future(drain_to_file())
     await asyncio.sleep(a.window)
     t_end, c_end, s_end = time.monotonic(), cpu_seconds(swarm.pid), cpu_seconds(server.pid)
     swarm.send_signal(signal.SIGTERM)
     await asyncio.wait_for(swarm.wait(), 60)
     drain.cancel()
+    lines.close()
     server.send_signal(signal.SIGTERM)
     await asyncio.wait_for(server.wait(), 60)
     assert t_first is not None and c_first is not None and s_first is not None
@@ -118,7 +145,8 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "bots": a.bots,
         "ramp": a.ramp,
-        "profiled": profile is not None,
+        "per_room": a.per_room or a.bots,
+        "profiled": profile is not None or sample is not None,
         "joins_s": round(joins_s, 2),
         "join_cpu_ms_per_bot": {"bots": round(bot_ms, 2), "server": round(server_ms, 2)},
         "steady_cpu_pct": {"bots": round(100 * steady_bots, 1), "server": round(100 * steady_server, 1)},
@@ -135,6 +163,8 @@ if __name__ == "__main__":
     p.add_argument("--bots", type=int, default=100)
     p.add_argument("--ramp", type=float, default=20)
     p.add_argument("--window", type=float, default=10)
+    p.add_argument("--per-room", type=int, default=0, help="rooms of this many bots (0: one room)")
     p.add_argument("--profile", metavar="DIR", help="run both under cProfile, .prof files here")
+    p.add_argument("--sample", metavar="DIR", help="sample both processes' CPU during the joins (cpu_sampler.py)")
     p.add_argument("--logs", default="/tmp/enx-join-cost")
     print(json.dumps(asyncio.run(main(p.parse_args())), indent=2))

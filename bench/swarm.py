@@ -149,6 +149,18 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
+PROFILE: Path | None = None
+"""``--profile DIR``: the server and the swarm's parent run under cProfile (wall clock), for
+attribution only: the figures of such a run are not the benchmark's."""
+
+
+def python_bot(name: str) -> list[str]:
+    if PROFILE is None:
+        return [sys.executable, "-m", "bot"]
+    PROFILE.mkdir(parents=True, exist_ok=True)
+    return [sys.executable, "-m", "cProfile", "-o", str(PROFILE / f"{name}.prof"), "-m", "bot"]
+
+
 class Server:
     def __init__(self, extra: list[str] | None = None, port: int | None = None) -> None:
         self.extra = extra or []
@@ -159,7 +171,7 @@ class Server:
 
     async def __aenter__(self) -> Server:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "serve", "--port", str(self.port),
+            *python_bot("server"), "serve", "--port", str(self.port),
             "--app-id", APP_ID, "--app-key", APP_KEY, "--log-format", "json", "--log-level", "warning",
             *self.extra,
             cwd=ROOT, env={**os.environ, "ENX_DATA_DIR": ":memory:"},
@@ -259,7 +271,7 @@ async def scenario(bots: int, shared: bool, a: argparse.Namespace) -> Result:
         }
         with out_path.open("wb") as out, err_path.open("wb") as err:
             swarm = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "run", "configs/swarm.yaml", "--log-format", "json",
+                *python_bot(name), "run", "configs/swarm.yaml", "--log-format", "json",
                 cwd=ROOT, env=env, stdout=out, stderr=err,
             )  # fmt: skip
         t_start = time.monotonic()
@@ -386,6 +398,8 @@ async def run_all(a: argparse.Namespace) -> list[Result]:
 
 
 def main(a: argparse.Namespace) -> None:
+    global PROFILE
+    PROFILE = Path(a.profile) if a.profile else None
     Path(a.logs).mkdir(parents=True, exist_ok=True)
     print(
         f"load average before: {os.getloadavg()[0]:.2f}; rmem_default "
@@ -420,6 +434,7 @@ if __name__ == "__main__":
     ap.add_argument("--settle", type=float, default=5.0)
     ap.add_argument("--window", type=float, default=20.0)
     ap.add_argument("--server-args", default="", help="extra `enx-bot serve` flags, e.g. --full-intake")
+    ap.add_argument("--profile", metavar="DIR", help="run the server and the swarm under cProfile")
     ap.add_argument("--logs", default="/tmp/enx-bench-swarm")
     ap.add_argument("--out", default="/tmp/enx-bench-swarm/results.json")
     main(ap.parse_args())

@@ -55,6 +55,9 @@ def configure_logging(
     )
     structlog.configure(
         processors=[
+            # Dropped before any work: a swarm's bots make tens of thousands of DEBUG calls
+            # per minute, each ran the whole chain before logging discarded it.
+            structlog.stdlib.filter_by_level,
             *shared,
             server_component,
             structlog.processors.StackInfoRenderer(),

@@ -392,6 +392,11 @@ class EnxRtc(ModeratorControls, RoomControlApi):
         """Everyone in the room, ourselves included, as wire-named dicts."""
         return [] if self._ctx.room is None else self._ctx.room.user_list()
 
+    @property
+    def user_count(self) -> int:
+        """``len(get_user_list())`` without building the list (a join in a big room asks)."""
+        return 0 if self._ctx.room is None else len(self._ctx.room.users)
+
     def who_am_i(self) -> Json:
         return {} if self._ctx.room is None else self._ctx.room.me.to_payload()
 

@@ -51,8 +51,9 @@ class Outbox:
             await self._sio.emit(name, args, to=live)
 
     async def broadcast(self, room: Room, event: ServerEvent, *, exclude: str) -> None:
-        for other in room.others(exclude):
-            await self.send(other, event)
+        """To everyone in the room but ``exclude``: one encoding for all (a join in a room of N
+        was N encodings and N emits, N² for the room to fill)."""
+        await self.send_all(room.others(exclude), event)
 
     async def disconnect(self, sid: str) -> None:
         """Close this socket (Socket.IO close: the client sees a server disconnect)."""

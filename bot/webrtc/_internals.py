@@ -65,3 +65,7 @@ DTLS_REGISTER_RTP_RECEIVER: Final = "_register_rtp_receiver"
 # -- RTCIceTransport -> aioice.Connection
 ICE_CONNECTION: Final = "_connection"
 ICE_NOMINATED: Final = "_nominated"
+
+# -- module attributes looked up at call time, replaced once per process (patches.setup_once)
+PC_CERTIFICATE_CLASS: Final = "RTCCertificate"  # in aiortc.rtcpeerconnection
+ICE_HOST_ADDRESSES: Final = "get_host_addresses"  # in aioice.ice

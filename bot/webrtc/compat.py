@@ -18,7 +18,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
-from .patches import direct_send, encoder_cap, keyframes, lean_intake, receive_tap, rtcp_taps
+from .patches import direct_send, encoder_cap, keyframes, lean_intake, receive_tap, rtcp_taps, setup_once
 
 TESTED: Mapping[str, str] = {"aiortc": "1.16", "aioice": "0.13"}
 """The minors every fast path was written against (``requirements.lock``)."""
@@ -51,6 +51,8 @@ class FastPaths:
     """A room's video bitrate cap holds against REMB."""
     rtcp_taps: bool
     """RTP/RTCP metering for the bandwidth monitors and receive counters."""
+    setup_once: bool
+    """One DTLS certificate and OpenSSL context per process, interface addresses cached."""
     aiortc: str
     aioice: str
 
@@ -83,6 +85,7 @@ def _probe(pc: RTCPeerConnection) -> FastPaths:
         keyframes=keyframes.probe(sender),
         encoder_cap=encoder_cap.probe(sender),
         rtcp_taps=rtcp_taps.probe(receiver) and rtcp_taps.probe_sender(sender),
+        setup_once=setup_once.installed() or setup_once.probe(),
         aiortc=_version("aiortc"),
         aioice=_version("aioice"),
     )

@@ -13,6 +13,7 @@ import asyncio
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from . import reclaim
+from .patches import setup_once
 from .peer import IcePair, parse_candidate, selected_pair
 
 
@@ -22,6 +23,7 @@ class PeerLeg:
     role = "leg"
 
     def __init__(self, configuration: RTCConfiguration) -> None:
+        setup_once.install()  # one certificate and one interface scan per process, not per leg
         self.pc = RTCPeerConnection(configuration)
         self.closing = False
         """Set by :meth:`close_pc`: a ``closed`` state after it is ours, not the peer's."""

@@ -281,3 +281,67 @@ async def test_the_probe_also_runs_inside_a_running_loop() -> None:
     from bot.webrtc import compat
 
     assert compat._probe_all() == fast_paths()
+
+
+async def test_setup_once_shares_one_certificate_and_context_and_caches_interfaces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two legs, one certificate, one OpenSSL context, a connection each; the interfaces are
+    enumerated once per TTL, and aiortc/aioice's own functions come back on uninstall."""
+    import aioice.ice
+    from aiortc.rtcdtlstransport import RTCCertificate
+
+    from bot.webrtc import PeerLeg
+    from bot.webrtc.patches import setup_once
+
+    scans: list[tuple[bool, bool]] = []
+    original = setup_once._ORIGINAL_HOST_ADDRESSES
+
+    def counting(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        scans.append((use_ipv4, use_ipv6))
+        return original(use_ipv4, use_ipv6)
+
+    setup_once.uninstall()
+    monkeypatch.setattr(setup_once, "_ORIGINAL_HOST_ADDRESSES", counting)
+    try:
+        a, b = PeerLeg(RTCConfiguration(iceServers=[])), PeerLeg(RTCConfiguration(iceServers=[]))
+        assert setup_once.installed()
+        certs = [leg.pc._RTCPeerConnection__certificates[0] for leg in (a, b)]
+        assert certs[0] is certs[1] and isinstance(certs[0], setup_once.SharedCertificate)
+        a.pc.addTransceiver("audio", direction="sendonly")
+        await a.pc.setLocalDescription(await a.pc.createOffer())
+        await b.pc.setRemoteDescription(a.pc.localDescription)
+        await b.pc.setLocalDescription(await b.pc.createAnswer())
+        await a.pc.setRemoteDescription(b.pc.localDescription)
+        await eventually(lambda: a.connection_state == "connected" and b.connection_state == "connected", 10)
+        assert len(certs[0]._contexts) == 1, "one context for both DTLS transports"
+        assert len(scans) == 1, f"{len(scans)} interface scans for two gathers within the TTL"
+        monkeypatch.setattr(setup_once, "HOST_ADDRESSES_TTL_S", 0.0)
+        aioice.ice.get_host_addresses(True, False)
+        assert len(scans) == 2, "a stale cache must scan again"
+        await a.close_pc()
+        await b.close_pc()
+    finally:
+        monkeypatch.undo()
+        setup_once.uninstall()
+    import aiortc.rtcpeerconnection
+
+    assert aiortc.rtcpeerconnection.RTCCertificate is RTCCertificate
+    assert aioice.ice.get_host_addresses is original
+    assert setup_once.install()  # back for the rest of the process
+
+
+def test_setup_once_refuses_an_aioice_that_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aioice.ice
+
+    from bot.webrtc.patches import setup_once
+
+    setup_once.uninstall()
+    try:
+        monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6, stun=None: [])
+        monkeypatch.setattr(setup_once, "_ORIGINAL_HOST_ADDRESSES", aioice.ice.get_host_addresses)
+        assert not setup_once.probe()
+        assert not setup_once.install() and not setup_once.installed()
+    finally:
+        monkeypatch.undo()
+        setup_once.install()

@@ -1,6 +1,7 @@
 """One bot: joining with a token, its room events as log lines, what it receives, token sources."""
 
 from .receive import Receiver
+from .room_log import RoomLog
 from .run import Bot, BotResult, Outcome, media_spec
 from .scenario import ScenarioRun
 from .tokens import RestApi, RestTokens, StaticToken, TokenSource, TokenSourceError, UrlTokens, basic_auth
@@ -12,6 +13,7 @@ __all__ = [
     "Receiver",
     "RestApi",
     "RestTokens",
+    "RoomLog",
     "ScenarioRun",
     "StaticToken",
     "TokenSource",

@@ -31,6 +31,7 @@ from .chat import Chat
 from .moderation import wire_moderation
 from .receive import Receiver
 from .room_control import RoomControl, join_outcome, join_unless_stopped, session_outcome
+from .room_log import EVERY_BOT, RoomLog
 from .scenario import ScenarioRun
 from .talkers import TalkerLog
 
@@ -83,8 +84,10 @@ class Bot:
         media: SharedMedia | None = None,
         events: BotObserver | None = None,
         scenario: ScenarioRun | None = None,
+        room_log: RoomLog = EVERY_BOT,
     ) -> None:
         self.cfg = cfg
+        self.room_log = room_log
         self.scenario = scenario
         self.events: BotObserver = events if events is not None else NullObserver()
         self.token = token
@@ -348,7 +351,7 @@ class Bot:
 
     def _count_participants(self) -> None:
         if self.rtc is not None and self.room_label:
-            self.events.room_participants(self.room_label, len(self.rtc.get_user_list()))
+            self.events.room_participants(self.room_label, self.rtc.user_count)
 
     # ------------------------------------------------------------------ bandwidth fallback
 
@@ -433,8 +436,14 @@ class Bot:
         self.published.set()
         self.log.info("published_stream", stream_id=payload.get("streamId"), publish_ms=self._publish_ms)
 
+    def _room_id(self) -> str | None:
+        return None if self.rtc is None else self.rtc.room_id
+
     def _user_event(self, event: str, user: dict[str, Any]) -> None:
-        self.log.info(event, user=user.get("name"), user_id=user.get("clientId"), user_role=user.get("role"))
+        if self.room_log.first(self._room_id(), event, user.get("clientId")):
+            self.log.info(
+                event, user=user.get("name"), user_id=user.get("clientId"), user_role=user.get("role")
+            )
         self._count_participants()
 
     def _stream_event(self, event: str, stream: dict[str, Any]) -> None:
@@ -444,6 +453,8 @@ class Bot:
         else:
             known = {k: v for k, v in self._streams.pop(stream.get("id"), {}).items() if k != "existing"}
             stream = {**known, **stream}
+        if not self.room_log.first(self._room_id(), event, stream.get("id")):
+            return
         attrs = stream.get("attributes") or {}
         self.log.info(
             event,

@@ -266,6 +266,9 @@ class AgentConfig:
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_room_events: Literal["auto", "every_bot", "once_per_room"] = "auto"
+    """Who logs another participant's join/leave and streams: every bot that sees it, or the
+    first bot of the process per room (``auto``: every bot up to 10 bots in the process)."""
     metrics_port: int | None = None
     """Serve /metrics, /healthz, /readyz here (default: $ENX_METRICS_PORT; unset: off)."""
     metrics_host: str | None = None

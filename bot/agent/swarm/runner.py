@@ -27,7 +27,7 @@ from bot.media import SharedMedia
 from bot.proto import IN_ROOM
 from bot.server import RoomServer
 
-from ..bot import Bot, BotResult, Outcome, ScenarioRun, TokenSource, TokenSourceError
+from ..bot import Bot, BotResult, Outcome, RoomLog, ScenarioRun, TokenSource, TokenSourceError
 from ..config import AgentConfig, BotConfig
 from ..errors import EXIT_JOIN_FAILED, EXIT_NOT_ADMITTED, EXIT_OK, EXIT_SESSION_LOST
 from ..ops.observe import BotObserver, NullObserver
@@ -66,6 +66,7 @@ class Agent:
         self.attempts_of: dict[str, int] = {}
         self.room_of: dict[str, str] = {}  # bot name -> its room, for the end-of-run lines
         self._live: dict[int, Bot] = {}
+        self.room_log = RoomLog(cfg.log_room_events, len(cfg.my_bots()))
         self._stopping = asyncio.Event()
         self._rng = rng or random.Random()
         self._clock = clock
@@ -183,7 +184,10 @@ class Agent:
                 self.events.failure("runner")
                 again, result = True, BotResult(bc.name, Outcome.JOIN_FAILED, reason)
             else:
-                bot = Bot(attempt_cfg, token, room, media=media, events=self.events, scenario=scenario)
+                bot = Bot(
+                    attempt_cfg, token, room, media=media, events=self.events, scenario=scenario,
+                    room_log=self.room_log,
+                )  # fmt: skip
                 result = await self._run_bot(index, bot)
                 again = result.outcome is Outcome.JOIN_FAILED and retryable(result.code)
             if self._stopping.is_set() and result.outcome is Outcome.JOIN_FAILED:

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 from aiortc import (
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
     RTCRtpReceiver,
@@ -150,6 +151,9 @@ class _Leg(PeerLeg):
             RTCConfiguration(
                 iceServers=[_ice_server(s) for s in ice_servers],
                 iceTransportPolicy=RTCIceTransportPolicy.RELAY if force_turn else RTCIceTransportPolicy.ALL,
+                # One ICE transport from the start: with aiortc's default (balanced) the offer
+                # gathered one per kind and the answer's BUNDLE closed the second again.
+                bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
             )
         )
 
