@@ -71,8 +71,8 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
     api = f"http://127.0.0.1:{port}/video/v2"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENX_")}
     server = await asyncio.create_subprocess_exec(
-        *_python(profile, "server", sample), "serve", "--port", str(port), "--app-id", APP_ID, "--app-key", APP_KEY,
-        "--data-dir", ":memory:", "--log-level", "warning",
+        *_python(profile, "server", sample), "serve", "--port", str(port),
+        "--app-id", APP_ID, "--app-key", APP_KEY, "--data-dir", ":memory:", "--log-level", "warning",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     async with aiohttp.ClientSession(headers=basic_auth(APP_ID, APP_KEY)) as http:
@@ -121,6 +121,7 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
     if sample:
         swarm.send_signal(signal.SIGUSR2)
         server.send_signal(signal.SIGUSR2)
+
     async def drain_to_file() -> None:
         assert swarm.stdout is not None
         while line := await swarm.stdout.readline():
@@ -165,6 +166,6 @@ if __name__ == "__main__":
     p.add_argument("--window", type=float, default=10)
     p.add_argument("--per-room", type=int, default=0, help="rooms of this many bots (0: one room)")
     p.add_argument("--profile", metavar="DIR", help="run both under cProfile, .prof files here")
-    p.add_argument("--sample", metavar="DIR", help="sample both processes' CPU during the joins (cpu_sampler.py)")
+    p.add_argument("--sample", metavar="DIR", help="sample both processes' CPU during the joins")
     p.add_argument("--logs", default="/tmp/enx-join-cost")
     print(json.dumps(asyncio.run(main(p.parse_args())), indent=2))

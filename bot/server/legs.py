@@ -23,7 +23,7 @@ from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 from aiortc.sdp import SessionDescription
 
 from bot.proto import Answer, Candidate, ErrorCode, IceServer
-from bot.webrtc import PeerLeg, Route, RtpIntake, keyframes, leanable, rtcp_taps
+from bot.webrtc import PeerLeg, Route, RtpIntake, keyframes, leanable, parsed_description, rtcp_taps
 
 from .bandwidth import BandwidthSettings, PublishMonitor, RtpMeter, SubscribeMonitor
 from .errors import MediaError
@@ -150,24 +150,20 @@ class _Leg(PeerLeg):
 
         Codec preferences only count if set before ``setRemoteDescription`` negotiates.
         """
-        try:
-            parsed = SessionDescription.parse(sdp)
-        except Exception as exc:  # aiortc's parser raises whatever the text trips on
-            raise MediaError(f"offer SDP does not parse: {exc!r}") from None
-        kinds: list[str] = [media.kind for media in parsed.media if media.kind in KINDS]
+        kinds = offered_kinds(sdp)  # aiortc parses the offer once, in setRemoteDescription
         if not kinds:
             raise MediaError("offer has no audio or video m-line")
         prepare(kinds)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except Exception as exc:  # OperationError (no common codec), ValueError, ...
-            raise MediaError(f"offer refused: {exc}") from None
+        except Exception as exc:  # OperationError (no common codec), a parse error, ...
+            raise MediaError(f"offer refused: {exc!r}") from None
 
     async def answer(self) -> Answer:
         """Create and apply the answer; its SDP carries all server candidates."""
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         local = self.pc.localDescription
-        return Answer(sdp=local.sdp, media=media_summary(local.sdp))
+        return Answer(sdp=local.sdp, media=media_summary(parsed_description(self.pc, "local")))
 
     async def add_candidate(self, candidate: Candidate) -> None:
         """A trickled client candidate (``a=candidate:...`` or ``candidate:...``)."""
@@ -461,10 +457,23 @@ def _preferred(capabilities: Any) -> list[Any]:
     return [c for c in capabilities.codecs if c.mimeType.lower() in ALLOWED_MIME.values()]
 
 
-def media_summary(sdp: str) -> list[dict[str, Any]]:
+def offered_kinds(sdp: str) -> list[str]:
+    """The audio and video m-lines of an offer, in order (``m=audio 9 UDP/TLS/...``)."""
+    kinds: list[str] = []
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            kind = line[2:].split(" ", 1)[0]
+            if kind in KINDS:
+                kinds.append(kind)
+    return kinds
+
+
+def media_summary(description: SessionDescription | str | None) -> list[dict[str, Any]]:
     """``msg.media`` of an answer: the codecs of each m-line (the official client needs it)."""
+    if isinstance(description, str):
+        description = SessionDescription.parse(description)
     out: list[dict[str, Any]] = []
-    for media in SessionDescription.parse(sdp).media:
+    for media in description.media if description is not None else []:
         if media.kind not in KINDS:
             continue
         out.append(

@@ -14,7 +14,7 @@ from .patches import direct_send, encoder_cap, keyframes, lean_intake, receive_t
 from .patches.direct_send import DirectSender
 from .patches.encoder_cap import FLOOR_BITRATE_BPS, CappedVp8Encoder
 from .patches.lean_intake import Route, RtpIntake, codec_of, leanable
-from .peer import IceEndpoint, IcePair, parse_candidate, selected_pair
+from .peer import IceEndpoint, IcePair, parse_candidate, parsed_description, selected_pair
 
 __all__ = [
     "FLOOR_BITRATE_BPS",
@@ -37,6 +37,7 @@ __all__ = [
     "leanable",
     "log_fast_paths",
     "parse_candidate",
+    "parsed_description",
     "receive_tap",
     "reclaim",
     "rtcp_taps",

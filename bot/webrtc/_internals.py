@@ -69,3 +69,8 @@ ICE_NOMINATED: Final = "_nominated"
 # -- module attributes looked up at call time, replaced once per process (patches.setup_once)
 PC_CERTIFICATE_CLASS: Final = "RTCCertificate"  # in aiortc.rtcpeerconnection
 ICE_HOST_ADDRESSES: Final = "get_host_addresses"  # in aioice.ice
+
+# -- RTCPeerConnection: the descriptions it parsed itself (read, never written)
+_P: Final = "_RTCPeerConnection__"
+PC_LOCAL_DESCRIPTIONS: Final = (f"{_P}pendingLocalDescription", f"{_P}currentLocalDescription")
+PC_REMOTE_DESCRIPTIONS: Final = (f"{_P}pendingRemoteDescription", f"{_P}currentRemoteDescription")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCIceCandidate, RTCPeerConnection
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from . import _internals as n
 
@@ -72,6 +72,21 @@ def selected_pair(pc: RTCPeerConnection) -> IcePair | None:
             return None
         return IcePair(local=_endpoint(pair.local_candidate), remote=_endpoint(pair.remote_candidate))
     return None
+
+
+def parsed_description(pc: RTCPeerConnection, side: str) -> SessionDescription | None:
+    """The ``local`` or ``remote`` description as aiortc parsed it when it was set (so reading
+    its m-lines costs no second parse), or None when there is none. Parses the SDP itself if
+    aiortc's private attributes moved."""
+    names = n.PC_LOCAL_DESCRIPTIONS if side == "local" else n.PC_REMOTE_DESCRIPTIONS
+    if all(hasattr(pc, name) for name in names):
+        for name in names:
+            description = getattr(pc, name)
+            if isinstance(description, SessionDescription):
+                return description
+        return None
+    wrapped = pc.localDescription if side == "local" else pc.remoteDescription
+    return None if wrapped is None else SessionDescription.parse(wrapped.sdp)
 
 
 def parse_candidate(text: str) -> RTCIceCandidate | None:

@@ -83,13 +83,11 @@ def _receive_codecs(kind: str) -> list[Any]:
     return first + rest
 
 
-def _answered_codec(answer: str, kind: str) -> str:
-    """The first codec of the answer's ``kind`` m-line (lower case, ``video/vp8``), or ''."""
-    try:
-        media = [m for m in SessionDescription.parse(answer).media if m.kind == kind]
-        return str(media[0].rtp.codecs[0].mimeType).lower() if media and media[0].rtp.codecs else ""
-    except (ValueError, IndexError, AttributeError):
-        return ""
+def _answered_codec(answer: SessionDescription | None, kind: str) -> str:
+    """The first codec of the answer's ``kind`` m-line (lower case, ``video/vp8``), or ''.
+    ``answer``: as aiortc parsed it (:func:`bot.webrtc.parsed_description`), not parsed again."""
+    media = [m for m in answer.media if m.kind == kind] if answer is not None else []
+    return str(media[0].rtp.codecs[0].mimeType).lower() if media and media[0].rtp.codecs else ""
 
 
 _drop_receive_estimator = encoder_cap.drop_receive_estimator

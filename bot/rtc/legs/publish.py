@@ -12,10 +12,19 @@ from aiortc import (
     RTCRtpSender,
 )
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import SessionDescription
 
 from bot.media import PacketStream
 from bot.proto import IceServer, MediaKind
-from bot.webrtc import FLOOR_BITRATE_BPS, CappedVp8Encoder, DirectSender, direct_send, encoder_cap, keyframes
+from bot.webrtc import (
+    FLOOR_BITRATE_BPS,
+    CappedVp8Encoder,
+    DirectSender,
+    direct_send,
+    encoder_cap,
+    keyframes,
+    parsed_description,
+)
 
 from ..errors import MediaError
 from ..stats import CLOCK_RATES, DEFAULT_WINDOW_S, RateWindow, SendSample
@@ -161,16 +170,17 @@ class PublishLeg(_Leg):
 
     async def apply_answer(self, sdp: str) -> None:
         await self._set_answer(sdp)
+        answer = parsed_description(self.pc, "remote")
         for kind, mime in self._packet_mime.items():
-            answered = _answered_codec(sdp, kind)
+            answered = _answered_codec(answer, kind)
             if answered and answered != mime.lower():
                 raise MediaError(
                     f"the media server answered {answered} for our {kind}, but the track sends "
                     f"{mime} packets: publish a {answered.split('/')[-1]} source to this room"
                 )
-        self._install_encoder(sdp)
+        self._install_encoder(answer)
 
-    def _install_encoder(self, answer: str) -> None:
+    def _install_encoder(self, answer: SessionDescription | None) -> None:
         """Give the video sender a cappable VP8 encoder before its first frame (aiortc creates
         one lazily, only if none is set; media cannot flow before ICE+DTLS, so none is yet)."""
         sender = self._senders.get("video")
