@@ -84,7 +84,7 @@ def _stop(_signum: int, _frame: object) -> None:
 def main() -> None:
     args = sys.argv[1:]
     out = args.pop(0)
-    interval = 0.005
+    interval = 0.002
     while args and args[0] != "-m":
         flag = args.pop(0)
         if flag == "--interval":

@@ -9,10 +9,13 @@ Method:
 3. CPU seconds (utime + stime, /proc) of both processes when the swarm logs its first
    ``joining`` (its start-up and imports are not a join), when the last bot logged
    ``published_stream``, and ``--window`` seconds later (the steady cost of the bots in the room).
-4. Join CPU per bot = (CPU during the joins - steady CPU per second x duration of the joins) / bots,
-   for each process. The joins overlap the first bots' streaming, which the steady rate removes.
+4. Join CPU per bot = (CPU during the joins - the streaming during the joins) / bots, for each
+   process, where the streaming is the steady CPU per bot-second times the bot-seconds streamed
+   before the last bot published (each bot from its own ``published_stream``).
+5. ``--repeat N``: the whole run N times (a fresh server and swarm each), medians reported.
 
-    .venv/bin/python bench/join_cost.py --bots 100 --ramp 20 [--per-room 10] [--window 10] [--profile DIR]
+    .venv/bin/python bench/join_cost.py --bots 100 --ramp 20 [--per-room 10] [--window 10] [--repeat 3]
+        [--profile DIR | --sample DIR]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import os
 import pstats
 import signal
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -101,6 +105,7 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
     assert swarm.stdout is not None
     lines = (Path(a.logs) / "swarm.jsonl").open("wb")
     published = 0
+    published_at: list[float] = []
     t_first = c_first = s_first = None
     while published < a.bots:
         line = await asyncio.wait_for(swarm.stdout.readline(), a.bots / a.ramp + 60)
@@ -117,6 +122,7 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
                 server.send_signal(signal.SIGUSR1)
         elif event == "published_stream":
             published += 1
+            published_at.append(time.monotonic())
     t_done, c_done, s_done = time.monotonic(), cpu_seconds(swarm.pid), cpu_seconds(server.pid)
     if sample:
         swarm.send_signal(signal.SIGUSR2)
@@ -140,9 +146,10 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
     joins_s = t_done - t_first
     steady_bots = (c_end - c_done) / (t_end - t_done)
     steady_server = (s_end - s_done) / (t_end - t_done)
-    # during the joins, on average half the bots were already streaming
-    bot_ms = 1000 * ((c_done - c_first) - steady_bots * joins_s / 2) / a.bots
-    server_ms = 1000 * ((s_done - s_first) - steady_server * joins_s / 2) / a.bots
+    # the streaming during the joins: each bot from its published_stream on, at the steady rate
+    streamed = sum(t_done - t for t in published_at) / a.bots  # bot-seconds / bots
+    bot_ms = 1000 * ((c_done - c_first) - steady_bots * streamed) / a.bots
+    server_ms = 1000 * ((s_done - s_first) - steady_server * streamed) / a.bots
     result: dict[str, Any] = {
         "bots": a.bots,
         "ramp": a.ramp,
@@ -159,6 +166,19 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+async def repeated(a: argparse.Namespace) -> dict[str, Any]:
+    runs = [await main(a) for _ in range(a.repeat)]
+    if len(runs) == 1:
+        return runs[0]
+    out = dict(runs[0])
+    for key in ("join_cpu_ms_per_bot", "steady_cpu_pct"):
+        out[key] = {
+            side: round(statistics.median(r[key][side] for r in runs), 2) for side in ("bots", "server")
+        }
+    out["runs"] = [{k: r[k] for k in ("joins_s", "join_cpu_ms_per_bot", "steady_cpu_pct")} for r in runs]
+    return out
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bots", type=int, default=100)
@@ -168,4 +188,5 @@ if __name__ == "__main__":
     p.add_argument("--profile", metavar="DIR", help="run both under cProfile, .prof files here")
     p.add_argument("--sample", metavar="DIR", help="sample both processes' CPU during the joins")
     p.add_argument("--logs", default="/tmp/enx-join-cost")
-    print(json.dumps(asyncio.run(main(p.parse_args())), indent=2))
+    p.add_argument("--repeat", type=int, default=1, help="runs; medians reported")
+    print(json.dumps(asyncio.run(repeated(p.parse_args())), indent=2))

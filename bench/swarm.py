@@ -154,7 +154,16 @@ PROFILE: Path | None = None
 attribution only: the figures of such a run are not the benchmark's."""
 
 
+SAMPLE: Path | None = None
+"""``--sample DIR``: the server and the swarm's parent run under ``cpu_sampler.py``, sampled
+during the measurement window only (SIGUSR1/SIGUSR2)."""
+
+
 def python_bot(name: str) -> list[str]:
+    if SAMPLE is not None:
+        SAMPLE.mkdir(parents=True, exist_ok=True)
+        sampler = str(Path(__file__).resolve().parent / "cpu_sampler.py")
+        return [sys.executable, sampler, str(SAMPLE / f"{name}.txt"), "-m", "bot"]
     if PROFILE is None:
         return [sys.executable, "-m", "bot"]
     PROFILE.mkdir(parents=True, exist_ok=True)
@@ -290,6 +299,9 @@ async def scenario(bots: int, shared: bool, a: argparse.Namespace) -> Result:
         pids = tree(swarm.pid)
         res.processes = len(pids)
         assert server.proc is not None
+        if SAMPLE is not None:
+            swarm.send_signal(signal.SIGUSR1)
+            server.proc.send_signal(signal.SIGUSR1)
         c0 = cpu_of(pids)
         s0 = cpu_seconds(server.proc.pid)
         m0, u0 = machine_busy(), udp_rcvbuf_errors()
@@ -300,6 +312,9 @@ async def scenario(bots: int, shared: bool, a: argparse.Namespace) -> Result:
         t1 = time.monotonic()
         c1 = cpu_of(pids)
         s1 = cpu_seconds(server.proc.pid)
+        if SAMPLE is not None:
+            swarm.send_signal(signal.SIGUSR2)
+            server.proc.send_signal(signal.SIGUSR2)
         m1, u1 = machine_busy(), udp_rcvbuf_errors()
         res.udp_rcvbuf_drops = u1 - u0
         mem = [memory_kib(p) for p in pids]
@@ -398,8 +413,9 @@ async def run_all(a: argparse.Namespace) -> list[Result]:
 
 
 def main(a: argparse.Namespace) -> None:
-    global PROFILE
+    global PROFILE, SAMPLE
     PROFILE = Path(a.profile) if a.profile else None
+    SAMPLE = Path(a.sample) if a.sample else None
     Path(a.logs).mkdir(parents=True, exist_ok=True)
     print(
         f"load average before: {os.getloadavg()[0]:.2f}; rmem_default "
@@ -435,6 +451,7 @@ if __name__ == "__main__":
     ap.add_argument("--window", type=float, default=20.0)
     ap.add_argument("--server-args", default="", help="extra `enx-bot serve` flags, e.g. --full-intake")
     ap.add_argument("--profile", metavar="DIR", help="run the server and the swarm under cProfile")
+    ap.add_argument("--sample", metavar="DIR", help="sample the server's and the swarm's CPU in the window")
     ap.add_argument("--logs", default="/tmp/enx-bench-swarm")
     ap.add_argument("--out", default="/tmp/enx-bench-swarm/results.json")
     main(ap.parse_args())

@@ -68,6 +68,7 @@ ICE_NOMINATED: Final = "_nominated"
 
 # -- module attributes looked up at call time, replaced once per process (patches.setup_once)
 PC_CERTIFICATE_CLASS: Final = "RTCCertificate"  # in aiortc.rtcpeerconnection
+RECEIVER_REMB_CLASS: Final = "RemoteBitrateEstimator"  # in aiortc.rtcrtpreceiver
 ICE_HOST_ADDRESSES: Final = "get_host_addresses"  # in aioice.ice
 
 # -- RTCPeerConnection: the descriptions it parsed itself (read, never written)

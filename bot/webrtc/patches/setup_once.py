@@ -1,4 +1,5 @@
-"""Patch ``setup_once``: work aiortc/aioice redo for every peer connection, done once per process.
+"""Patch ``setup_once``: work aiortc/aioice redo for every peer connection, done once per process
+(or when first needed).
 
 A swarm joining 20 bots a second, and the room server answering them, built per peer
 connection what is the same for all of them (``bench/join_cost.py``, BENCHMARKS.md):
@@ -13,12 +14,16 @@ connection what is the same for all of them (``bench/join_cost.py``, BENCHMARKS.
 - the machine's interface addresses (aioice enumerates every interface through ``ifaddr`` for
   each ICE transport it gathers): kept for :data:`HOST_ADDRESSES_TTL_S`, so a swarm's ramp
   enumerates a few times a second instead of 40 times, and an address that appears or goes
-  away (a link cut, a namespace's veth) is seen within that time.
+  away (a link cut, a namespace's veth) is seen within that time;
+- a REMB estimator for every video receiver (aiortc's ``RTCRtpReceiver.__init__``: 1000 rate
+  buckets filled in Python), although a publishing bot's receivers never receive and the
+  server's lean intake never feeds them: :class:`LazyRemoteBitrateEstimator` builds the real one
+  on its first packet.
 
-Both replace a module attribute (``aiortc.rtcpeerconnection.RTCCertificate``,
-``aioice.ice.get_host_addresses``) once, after :func:`probe` checked they are what this module
-was written against (aiortc 1.16, aioice 0.13); otherwise nothing is replaced and
-``enx_fast_path{name="setup_once"}`` says 0.
+Each replaces a module attribute (``aiortc.rtcpeerconnection.RTCCertificate``,
+``aioice.ice.get_host_addresses``, ``aiortc.rtcrtpreceiver.RemoteBitrateEstimator``) once,
+after :func:`probe` checked they are what this module was written against (aiortc 1.16, aioice
+0.13); otherwise nothing is replaced and ``enx_fast_path{name="setup_once"}`` says 0.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from typing import Any
 
 import aioice.ice
 import aiortc.rtcpeerconnection
+import aiortc.rtcrtpreceiver
+from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCCertificate
 from OpenSSL import SSL
 
@@ -40,6 +47,7 @@ CERTIFICATE_LIFETIME_S = 24 * 3600.0
 HOST_ADDRESSES_TTL_S = 2.0
 
 _PC = aiortc.rtcpeerconnection
+_RECEIVER = aiortc.rtcrtpreceiver
 _ICE = aioice.ice
 _ORIGINAL_HOST_ADDRESSES: Callable[[bool, bool], list[str]] = getattr(_ICE, n.ICE_HOST_ADDRESSES)
 _lock = threading.Lock()
@@ -54,6 +62,13 @@ class SharedCertificate(RTCCertificate):
     def __init__(self, key: Any, cert: Any) -> None:
         super().__init__(key=key, cert=cert)
         self._contexts: dict[tuple[bytes, ...], SSL.Context] = {}
+        self._fingerprints: list[Any] | None = None
+
+    def getFingerprints(self) -> list[Any]:
+        """Digested once (aiortc hashes the certificate for every offer and answer)."""
+        if self._fingerprints is None:
+            self._fingerprints = super().getFingerprints()
+        return list(self._fingerprints)
 
     @classmethod
     def generateCertificate(cls) -> SharedCertificate:
@@ -71,6 +86,24 @@ class SharedCertificate(RTCCertificate):
         if ctx is None:
             ctx = self._contexts[key] = super()._create_ssl_context(srtp_profiles)
         return ctx
+
+
+class LazyRemoteBitrateEstimator:
+    """aiortc's REMB estimator, built on the first packet it is given (never, on a send-only
+    leg or a lean intake)."""
+
+    __slots__ = ("_real",)
+
+    def __init__(self) -> None:
+        self._real: RemoteBitrateEstimator | None = None
+
+    def add(self, arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int) -> Any:
+        real = self._real
+        if real is None:
+            real = self._real = RemoteBitrateEstimator()
+        return real.add(
+            arrival_time_ms=arrival_time_ms, abs_send_time=abs_send_time, payload_size=payload_size, ssrc=ssrc
+        )
 
 
 def _cached_host_addresses() -> Callable[[bool, bool], list[str]]:
@@ -104,15 +137,21 @@ def probe() -> bool:
         cert_class in (RTCCertificate, SharedCertificate)
         and callable(getattr(RTCCertificate, "_create_ssl_context", None))
         and _parameters(RTCCertificate._create_ssl_context) == ["self", "srtp_profiles"]
+        and getattr(_RECEIVER, n.RECEIVER_REMB_CLASS, None)
+        in (RemoteBitrateEstimator, LazyRemoteBitrateEstimator)
+        and _parameters(RemoteBitrateEstimator.add)
+        == ["self", "arrival_time_ms", "abs_send_time", "payload_size", "ssrc"]
+        and _parameters(RemoteBitrateEstimator) == []
         and callable(getattr(_ICE, n.ICE_HOST_ADDRESSES, None))
         and _parameters(_ORIGINAL_HOST_ADDRESSES) == ["use_ipv4", "use_ipv6"]
     )
 
 
 def installed() -> bool:
-    return getattr(_PC, n.PC_CERTIFICATE_CLASS, None) is SharedCertificate and bool(
-        getattr(getattr(_ICE, n.ICE_HOST_ADDRESSES, None), "enx_cached", False)
-    )
+    return (
+        getattr(_PC, n.PC_CERTIFICATE_CLASS, None) is SharedCertificate
+        and getattr(_RECEIVER, n.RECEIVER_REMB_CLASS, None) is LazyRemoteBitrateEstimator
+    ) and bool(getattr(getattr(_ICE, n.ICE_HOST_ADDRESSES, None), "enx_cached", False))
 
 
 def install() -> bool:
@@ -123,6 +162,7 @@ def install() -> bool:
         if not probe():
             return False
         setattr(_PC, n.PC_CERTIFICATE_CLASS, SharedCertificate)
+        setattr(_RECEIVER, n.RECEIVER_REMB_CLASS, LazyRemoteBitrateEstimator)
         setattr(_ICE, n.ICE_HOST_ADDRESSES, _cached_host_addresses())
         return True
 
@@ -131,4 +171,5 @@ def uninstall() -> None:
     """aiortc's and aioice's own again (tests)."""
     with _lock:
         setattr(_PC, n.PC_CERTIFICATE_CLASS, RTCCertificate)
+        setattr(_RECEIVER, n.RECEIVER_REMB_CLASS, RemoteBitrateEstimator)
         setattr(_ICE, n.ICE_HOST_ADDRESSES, _ORIGINAL_HOST_ADDRESSES)
