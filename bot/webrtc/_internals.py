@@ -65,6 +65,7 @@ DTLS_REGISTER_RTP_RECEIVER: Final = "_register_rtp_receiver"
 # -- RTCIceTransport -> aioice.Connection
 ICE_CONNECTION: Final = "_connection"
 ICE_NOMINATED: Final = "_nominated"
+ICE_PROTOCOLS: Final = "_protocols"  # the connection's StunProtocols (one per local socket)
 
 # -- module attributes looked up at call time, replaced once per process (patches.setup_once)
 PC_CERTIFICATE_CLASS: Final = "RTCCertificate"  # in aiortc.rtcpeerconnection

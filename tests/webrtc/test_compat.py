@@ -190,9 +190,23 @@ async def test_the_lean_intake_counts_packets() -> None:
         )
         counters = leg.counters("video")
         assert counters is not None and counters.frames > 0
+        # taken in front of aioice, on the socket: the connection never sees that RTP
+        connection = leg.pc.getTransceivers()[0].receiver.transport.transport._connection
+        fronted = [p for p in connection._protocols if "datagram_received" in vars(p)]
+        assert fronted, "no socket has the lean intake in front of aioice"
+        seen_by_connection: list[bytes] = []
+        inner = connection.data_received
+        connection.data_received = lambda data, component: (
+            seen_by_connection.append(data),
+            inner(data, component),
+        )
+        before = leg.intake.lean_packets
+        await eventually(lambda: leg.intake is not None and leg.intake.lean_packets > before + 10, within=10)
+        assert not [d for d in seen_by_connection if 127 < d[0] < 192 and d[1] not in range(192, 224)]
     finally:
         await leg.aclose()
         await pc.close()
+    assert not [p for p in connection._protocols if "datagram_received" in vars(p)], "left in front"
 
 
 async def test_the_keyframe_hook_fires_on_pli() -> None:

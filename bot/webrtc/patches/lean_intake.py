@@ -11,7 +11,9 @@ mostly have no subscriber, and its viewers discard what they receive; there that
 of the receiving side's CPU (BENCHMARKS.md).
 
 :class:`RtpIntake` sits in front of the queue, on the ICE connection of one leg
-(``Connection.data_received``, replaced on that instance only). An SRTP packet whose SSRC
+(``Connection.data_received``, replaced on that instance only), and in front of aioice on that
+connection's sockets (each ``StunProtocol.datagram_received``, on the instance: aioice parses
+every datagram as STUN before it hands it on, an exception per RTP packet). An SRTP packet whose SSRC
 (clear text in the SRTP header) belongs to a :class:`Route` that does not want the full path
 is unprotected, its fixed header read, and counted right there: packets, payload bytes,
 complete frames (video: a run of consecutive sequence numbers ending with the marker bit, a
@@ -285,6 +287,7 @@ class RtpIntake:
         self.lean_packets = 0
         """Packets counted on the lean path (the server's room view shows it per stream)."""
         self._installed: list[tuple[Any, Callable[[bytes, int], None]]] = []
+        self._fronted: list[Any] = []
 
     @property
     def installed(self) -> bool:
@@ -303,13 +306,22 @@ class RtpIntake:
         dtls = receiver.transport
         connection = _ice_connection(receiver)
         inner = connection.data_received
+        take = self._take
 
         def data_received(data: bytes, component: int) -> None:
-            if not self._take(dtls, data):
+            if not take(dtls, data):
                 inner(data, component)
 
         connection.data_received = data_received
         self._installed.append((connection, inner))
+        # And in front of aioice itself on each socket: it tries every datagram as STUN first
+        # (a parse and an exception per RTP packet) before handing it to the connection.
+        protocols = getattr(connection, n.ICE_PROTOCOLS, None)
+        for protocol in protocols if isinstance(protocols, list) else ():
+            received = getattr(protocol, "datagram_received", None)
+            if callable(received) and "datagram_received" not in vars(protocol):
+                protocol.datagram_received = _front(take, dtls, received)
+                self._fronted.append(protocol)
         return True
 
     def _take(self, dtls: Any, data: bytes) -> bool:
@@ -337,3 +349,20 @@ class RtpIntake:
         for connection, inner in self._installed:
             connection.data_received = inner
         self._installed.clear()
+        for protocol in self._fronted:
+            vars(protocol).pop("datagram_received", None)  # aioice's own method shows again
+        self._fronted.clear()
+
+
+def _front(
+    take: Callable[[Any, bytes], bool], dtls: Any, received: Callable[[bytes, Any], None]
+) -> Callable[[bytes, Any], None]:
+    """A socket's ``datagram_received`` that takes lean RTP (first byte 128-191, RFC 7983)
+    before aioice sees it; everything else goes on to aioice."""
+
+    def datagram_received(data: bytes, addr: Any) -> None:
+        if data and 127 < data[0] < 192 and take(dtls, data):
+            return
+        received(data, addr)
+
+    return datagram_received
