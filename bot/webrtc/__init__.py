@@ -10,7 +10,16 @@ has the same shape, so the module is the API.
 from . import reclaim
 from .compat import TESTED, FastPaths, fast_path_gauges, fast_paths, log_fast_paths
 from .leg import PeerLeg
-from .patches import direct_send, encoder_cap, keyframes, lean_intake, receive_tap, rtcp_taps, setup_once
+from .patches import (
+    direct_send,
+    encoder_cap,
+    fast_srtp,
+    keyframes,
+    lean_intake,
+    receive_tap,
+    rtcp_taps,
+    setup_once,
+)
 from .patches.direct_send import DirectSender
 from .patches.encoder_cap import FLOOR_BITRATE_BPS, CappedVp8Encoder
 from .patches.lean_intake import Route, RtpIntake, codec_of, leanable
@@ -32,6 +41,7 @@ __all__ = [
     "encoder_cap",
     "fast_path_gauges",
     "fast_paths",
+    "fast_srtp",
     "keyframes",
     "lean_intake",
     "leanable",

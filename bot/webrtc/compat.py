@@ -18,7 +18,16 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
-from .patches import direct_send, encoder_cap, keyframes, lean_intake, receive_tap, rtcp_taps, setup_once
+from .patches import (
+    direct_send,
+    encoder_cap,
+    fast_srtp,
+    keyframes,
+    lean_intake,
+    receive_tap,
+    rtcp_taps,
+    setup_once,
+)
 
 TESTED: Mapping[str, str] = {"aiortc": "1.16", "aioice": "0.13"}
 """The minors every fast path was written against (``requirements.lock``)."""
@@ -53,6 +62,8 @@ class FastPaths:
     """RTP/RTCP metering for the bandwidth monitors and receive counters."""
     setup_once: bool
     """One DTLS certificate and OpenSSL context per process, interface addresses cached."""
+    fast_srtp: bool
+    """SRTP and UDP writes with less Python per packet (pylibsrtp's session buffer)."""
     aiortc: str
     aioice: str
 
@@ -86,6 +97,7 @@ def _probe(pc: RTCPeerConnection) -> FastPaths:
         encoder_cap=encoder_cap.probe(sender),
         rtcp_taps=rtcp_taps.probe(receiver) and rtcp_taps.probe_sender(sender),
         setup_once=setup_once.installed() or setup_once.probe(),
+        fast_srtp=fast_srtp.probe_library(),
         aiortc=_version("aiortc"),
         aioice=_version("aioice"),
     )

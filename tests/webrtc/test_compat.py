@@ -359,3 +359,58 @@ def test_setup_once_refuses_an_aioice_that_changed(monkeypatch: pytest.MonkeyPat
     finally:
         monkeypatch.undo()
         setup_once.install()
+
+
+def test_fast_srtp_protects_and_unprotects_as_pylibsrtp_does() -> None:
+    import pylibsrtp
+
+    from bot.webrtc.patches import fast_srtp
+
+    def session(direction: int) -> pylibsrtp.Session:
+        return pylibsrtp.Session(policy=pylibsrtp.Policy(key=bytes(range(30)), ssrc_type=direction))
+
+    out = pylibsrtp.Policy.SSRC_ANY_OUTBOUND
+    ours, theirs = fast_srtp.protector(session(out)), session(out).protect
+    assert fast_srtp.probe_library()
+    receive = fast_srtp.unprotector(session(pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    for seq in range(1, 50):
+        plain = bytes([0x80, 96, 0, seq, 0, 0, 0, seq, 0, 0, 0, 7]) + bytes([seq]) * (seq * 20)
+        protected = ours(plain)
+        assert protected == theirs(plain)  # byte for byte what pylibsrtp makes
+        assert receive(protected) == plain
+    with pytest.raises(pylibsrtp.Error):
+        receive(protected)  # a replay, refused as pylibsrtp refuses it
+    with pytest.raises(ValueError):
+        ours(bytes(1500))
+
+    class Bare:
+        def protect(self, data: bytes) -> bytes:
+            return data
+
+    bare = Bare()
+    assert fast_srtp.protector(bare) == bare.protect  # not pylibsrtp's: its own method
+
+
+async def test_fast_srtp_writes_raw_only_on_asyncios_own_unconnected_udp() -> None:
+    import socket
+
+    from bot.webrtc.patches import fast_srtp
+
+    loop = asyncio.get_running_loop()
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(2)
+    udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    connected, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=rx.getsockname())
+    try:
+        sendto = fast_srtp.raw_sendto(udp)
+        assert sendto is not None
+        sendto(b"raw", rx.getsockname())
+        assert rx.recv(100) == b"raw"
+        assert fast_srtp.raw_sendto(connected) is None
+        assert fast_srtp.raw_sendto(object()) is None
+    finally:
+        udp.close()
+        connected.close()
+        rx.close()
+    assert fast_srtp.raw_sendto(udp) is None  # closing

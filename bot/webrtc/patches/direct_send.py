@@ -52,6 +52,7 @@ from aiortc.utils import random32
 from bot.media import Packet, PacketStream
 
 from .. import _internals as n
+from . import fast_srtp
 
 _HEADER = struct.Struct("!BBHII")
 _DTLS_CONNECTED = DtlsState.CONNECTED
@@ -103,19 +104,22 @@ eligible = probe
 """The old name of :func:`probe`."""
 
 
-def _udp_link(sender: RTCRtpSender) -> tuple[Any, Callable[[bytes, Any], None], Any] | None:
-    """(SRTP session, sendto, address) of the selected pair: the transport under aioice's
-    ``StunProtocol`` (a UDP socket, or a TURN relay's transport)."""
+def _udp_link(
+    sender: RTCRtpSender,
+) -> tuple[Callable[[bytes], bytes], Callable[[bytes, Any], Any], Any] | None:
+    """(protect, sendto, address) of the selected pair: the sender's SRTP session and the
+    transport under aioice's ``StunProtocol`` (a UDP socket, or a TURN relay's transport),
+    both through :mod:`.fast_srtp` where it applies."""
     dtls = sender.transport
     srtp = getattr(dtls, n.DTLS_TX_SRTP, None)
     pair = getattr(_ice_connection(sender), n.ICE_NOMINATED).get(1)
     if srtp is None or pair is None or type(pair.protocol) is not StunProtocol:
         return None
     udp = getattr(pair.protocol, "transport", None)
-    sendto = getattr(udp, "sendto", None)
+    sendto = fast_srtp.raw_sendto(udp) or getattr(udp, "sendto", None)
     if not callable(sendto):
         return None
-    return srtp, sendto, pair.remote_addr
+    return fast_srtp.protector(srtp), sendto, pair.remote_addr
 
 
 class _Packed:
@@ -159,14 +163,14 @@ class DirectSender:
         sender: RTCRtpSender,
         stream: PacketStream,
         codec: RTCRtpCodecParameters,
-        link: tuple[Any, Callable[[bytes, Any], None], Any],
+        link: tuple[Callable[[bytes], bytes], Callable[[bytes, Any], Any], Any],
         admit: Callable[[bool], bool],
     ) -> None:
         self.kind = stream.kind
         self._sender = sender
         self._state = vars(sender)
         self._dtls = sender.transport
-        self._srtp, self._sendto, self._addr = link
+        self._protect, self._sendto, self._addr = link
         self._admit = admit
         self._packed = _packed(stream, codec)
         self._pt: int = codec.payloadType or 0
@@ -191,6 +195,8 @@ class DirectSender:
         self.frames_sent = 0
         self.retransmitted = 0
         """Packets sent again on the receiver's NACK."""
+        self.send_errors = 0
+        """Frames cut short because the socket refused a packet (a full send buffer)."""
         self.error: BaseException | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -211,7 +217,7 @@ class DirectSender:
         last = len(payloads) - 1
         seq, octets = self._seq, 0
         header, first, pt, ssrc = _HEADER.pack, self._first, self._pt, self._ssrc
-        protect, sendto, addr, history = self._srtp.protect, self._sendto, self._addr, self._history
+        protect, sendto, addr, history = self._protect, self._sendto, self._addr, self._history
         try:
             for i, payload in enumerate(payloads):
                 marker = 0x80 if i == last else 0
@@ -222,6 +228,8 @@ class DirectSender:
         except pylibsrtp.Error as exc:
             self._finish(exc)
             return
+        except OSError:  # the kernel's buffer is full (a raw socket write): the rest is lost
+            self.send_errors += 1
         finally:
             sent = (seq - self._seq) & 0xFFFF
             self._seq = seq

@@ -44,6 +44,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import is_rtcp
 
 from .. import _internals as n
+from . import fast_srtp
 
 _NTP_OFFSET_S = 2_208_988_800
 """Seconds from 1900 to 1970: arrival times in aiortc's clock (``clock.current_ms``, ms since
@@ -288,6 +289,8 @@ class RtpIntake:
         """Packets counted on the lean path (the server's room view shows it per stream)."""
         self._installed: list[tuple[Any, Callable[[bytes, int], None]]] = []
         self._fronted: list[Any] = []
+        self._session: Any = None
+        self._unprotect: Callable[[bytes], bytes] | None = None
 
     @property
     def installed(self) -> bool:
@@ -337,8 +340,12 @@ class RtpIntake:
                 route.resume()
             return False
         route.lean = True
+        unprotect = self._unprotect
+        if srtp is not self._session or unprotect is None:
+            self._session, unprotect = srtp, fast_srtp.unprotector(srtp)
+            self._unprotect = unprotect
         try:
-            plain = srtp.unprotect(data)
+            plain = unprotect(data)
         except pylibsrtp.Error:
             return True  # what aiortc does too: dropped (replayed or forged)
         self.lean_packets += 1
