@@ -304,3 +304,57 @@ async def test_a_direct_sender_stops_while_its_gate_is_closed_and_resumes_on_a_k
         finally:
             await leg.aclose()
             await answerer.close()
+
+
+async def test_switching_the_source_moves_the_direct_sender_and_the_stream_goes_on() -> None:
+    """``replace_source`` (a scenario's ``switch_media``): the direct sender leaves the old
+    stream for the new one, its RTP clock goes on (no step back, no jump), the first frame sent
+    is the new stream's keyframe, and the far end decodes the new picture; a source of another
+    codec is refused and nothing changes."""
+    async with (
+        SyntheticVideoEncoder(320, 180, 15, keyframe_interval=None, min_keyframe_gap=0) as first,
+        SyntheticVideoEncoder(160, 90, 15, keyframe_interval=None, min_keyframe_gap=0) as second,
+    ):
+        leg = PublishLeg(tracks={"video": first.track()})
+        answerer, answer = await answer_with(await leg.create_offer(), "video/VP8")
+        remote = answerer.getReceivers()[0].track
+        sizes: list[tuple[int, int]] = []
+
+        async def watch() -> None:
+            while True:
+                frame = await remote.recv()
+                sizes.append((frame.width, frame.height))
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await leg.apply_answer(answer)
+            await eventually(lambda: (320, 180) in sizes, within=5, what="the first picture")
+            direct = leg.direct["video"]
+            assert direct is not None and first.subscribers == 1
+            with pytest.raises(MediaError, match="same codec"):
+                leg.replace_source("video", FakeH264Packets())
+            assert direct.stream is first
+            stamps: list[tuple[int, bool]] = []  # (RTP timestamp, keyframe) of each frame sent
+            deliver = direct.deliver
+
+            def watching(packet: Any, keyframe: bool) -> None:
+                before = direct.frames_sent
+                deliver(packet, keyframe)
+                if direct.frames_sent > before:
+                    stamps.append((direct._last_ts, keyframe))
+
+            direct.deliver = watching  # type: ignore[method-assign]
+            await eventually(lambda: len(stamps) >= 3, within=3, what="frames before the switch")
+            old = leg.replace_source("video", second.track())
+            old.stop()
+            switched_at = len(stamps)
+            assert direct.stream is second and first.subscribers == 0
+            await eventually(lambda: (160, 90) in sizes, within=5, what="the new picture at the far end")
+            after = stamps[switched_at:]
+            assert after and after[0][1] is True, "the first frame after the switch is not a keyframe"
+            steps = [(b - a) % (1 << 32) for a, b in itertools.pairwise(t for t, _ in stamps)]
+            assert all(0 < s < 90_000 for s in steps), steps  # the clock only ever moved on, < 1 s
+        finally:
+            watcher.cancel()
+            await leg.aclose()
+            await answerer.close()

@@ -50,6 +50,8 @@ def _config(tmp_path: Path, body: str) -> Path:
         ("[{at: 1s, do: wait_for}]", "wait_for needs 'participants'"),
         ("[{every: 1m, do: leave}]", "leave happens once"),
         ("[{at: 1s, do: chat, text: hi, tme: 3}]", "did you mean"),
+        ("[{at: 1s, do: switch_media}]", "needs a 'file'"),
+        ("[{at: 1s, do: switch_media, file: a.webm, text: hi}]", "'text' is not a setting of switch_media"),
     ],
 )
 def test_bad_timelines_are_one_clear_line(tmp_path: Path, steps: str, message: str) -> None:
@@ -280,3 +282,57 @@ bots:
         outcomes = {(ln["action"], ln["outcome"]) for ln in lines if ln["event"] == "scenario_action"}
         assert ("leave", "ok") in outcomes
     assert plans[0] == plans[1] and len(plans[0]) >= 3
+
+
+def test_check_refuses_a_switch_media_file_that_is_missing_or_lacks_a_kind(tmp_path: Path) -> None:
+    from test_media import write_test_file
+
+    audio_only = write_test_file(tmp_path / "audio.ogg", video=False)
+    for file, message in (
+        (tmp_path / "nope.webm", "bots[0].scenario[1].file"),
+        (audio_only, "has no video stream"),
+    ):
+        path = _config(
+            tmp_path,
+            "server: embedded\nbots:\n  - name: a\n    scenario:\n"
+            f"      - {{at: 1s, do: mute_audio}}\n      - {{at: 2s, do: switch_media, file: {file}}}\n",
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "bot", "check", str(path)], capture_output=True, text=True, timeout=30
+        )
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert message in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_a_bot_switches_its_media_file_and_stays_published(tmp_path: Path) -> None:
+    from test_media import write_test_file
+
+    first, second = write_test_file(tmp_path / "first.webm"), write_test_file(tmp_path / "second.webm")
+    path = _config(
+        tmp_path,
+        f"""
+server: embedded
+embedded: {{host: 127.0.0.1, port: 0}}
+bots:
+  - name: a
+    stay: 6
+    media: {{kind: file, file: {first}}}
+    scenario:
+      - {{at: 2s, do: switch_media, file: {second}}}
+      - {{at: 4s, do: switch_media, file: {first}}}
+""",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "run", str(path), "--log-format", "json"],
+        env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    switched = [ln for ln in lines if ln["event"] == "scenario_action" and ln["action"] == "switch_media"]
+    assert [(ln["outcome"], ln["file"], ln["kinds"]) for ln in switched] == [
+        ("ok", str(second), ["audio", "video"]),
+        ("ok", str(first), ["audio", "video"]),
+    ], switched
+    events = [ln["event"] for ln in lines]
+    assert events.count("published_stream") == 1 and "connection_lost" not in events  # no renegotiation

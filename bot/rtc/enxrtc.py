@@ -283,6 +283,22 @@ class EnxRtc(ModeratorControls, RoomControlApi):
         """As :meth:`mute_self_audio`, for video."""
         await self._publisher.mute("video", mute)
 
+    async def switch_media(
+        self, audio_track: MediaStreamTrack | None = None, video_track: MediaStreamTrack | None = None
+    ) -> list[MediaStreamTrack]:
+        """Publish other tracks on the same stream without renegotiating (a bot changing its
+        media file; not in EnableX's SDKs, whose devices switch with ``switchMediaDevice``).
+        Pre-encoded tracks must carry the codecs negotiated (VP8/Opus); video resumes at the
+        new source's keyframe. Returns the replaced tracks (the caller's to stop). RoomError
+        1171 when not publishing; ``bot.rtc.MediaError`` for a track it cannot send."""
+        replaced = []
+        for kind, track in (("audio", audio_track), ("video", video_track)):
+            if track is not None:
+                old = self._publisher.switch_source(kind, track)  # type: ignore[arg-type]
+                if old is not None:
+                    replaced.append(old)
+        return replaced
+
     async def set_audio_only_mode(self, enable: bool) -> None:
         """Stop (or resume) sending video while staying published and keeping audio (Flutter
         ``setAudioOnlyMode``); the room is told ``user-video-muted``/``-unmuted``. Independent

@@ -258,6 +258,16 @@ class LocalPublisher:
                 case HoldVideo(hold=hold):
                     await self.hold_video("bandwidth", hold)
 
+    def switch_source(self, kind: MediaKind, track: MediaStreamTrack) -> MediaStreamTrack | None:
+        """Publish ``track`` for ``kind`` from now on (and after a reconnect); returns the
+        track it replaces (the caller's to stop), None if that one was ours."""
+        publication = self.publication
+        if publication is None or self._ctx.phase.phase not in IN_ROOM:
+            raise RoomError(ErrorCode.ROOM_NOT_CONNECTED, f"cannot switch {kind}: not publishing")
+        publication.leg.replace_source(kind, track)  # MediaError when it cannot
+        old, self._sources[kind] = self._sources.get(kind), track
+        return old
+
     # ------------------------------------------------------------------ mutes and holds
 
     async def mute(self, kind: MediaKind, mute: bool) -> None:

@@ -20,6 +20,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol
 
+from aiortc.mediastreams import MediaStreamTrack
+
+from bot.media import MediaSpec, SharedMedia, open_media
 from bot.rtc import EnxRtc, RoomError
 
 from ..config import BotConfig
@@ -33,6 +36,7 @@ class Bot(Protocol):
     cfg: BotConfig
     rtc: EnxRtc | None
     log: Any
+    media: SharedMedia | None
 
     def remote_streams(self) -> dict[object, dict[str, Any]]: ...
     async def send_message(self, text: str, to: Iterable[str] | str = ()) -> dict[str, Any]: ...
@@ -162,7 +166,32 @@ class ScenarioRun:
             return {"streams": await self._subscription(bot, step)}
         elif do == "wait_for":
             await asyncio.wait_for(self._wait_for(bot, step), step.wait_s)
+        elif do == "switch_media":
+            return await self._switch_media(bot, rtc, step)
         return None  # leave, rejoin: the caller ends the session
+
+    async def _switch_media(self, bot: Bot, rtc: EnxRtc, step: ScenarioStep) -> dict[str, Any]:
+        """Publish another file on the same stream: from the process's shared media (read once
+        for every bot switching to it) or a reader of its own, for the kinds the bot sends."""
+        m = bot.cfg.media
+        spec = MediaSpec(kind="file", file=step.file, loop=m.loop)
+        li = bot.cfg.join_local_info()
+        audio: MediaStreamTrack | None
+        video: MediaStreamTrack | None
+        if bot.media is not None:
+            audio, video = bot.media.tracks(spec, audio=li.audio, video=li.video)
+        else:
+            audio, video = open_media(spec, audio=li.audio, video=li.video, label=bot.cfg.name)
+        try:
+            replaced = await rtc.switch_media(audio, video)
+        except BaseException:
+            for track in (audio, video):
+                if track is not None:
+                    track.stop()
+            raise
+        for track in replaced:
+            track.stop()
+        return {"file": step.file, "kinds": [k for k, t in (("audio", audio), ("video", video)) if t]}
 
     async def _subscription(self, bot: Bot, step: ScenarioStep) -> list[int | str]:
         rtc = bot.rtc

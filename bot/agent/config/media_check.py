@@ -38,19 +38,26 @@ def check_media(cfg: AgentConfig) -> None:
                 SyntheticVideoTrack(m.width, m.height, m.fps).stop()
             except MediaError as exc:
                 raise ConfigError(f"{cfg.path}: bots[{i}].media: {exc}") from None
-        if m.kind != "file" or not m.file or not (li.audio or li.video):
+        if not (li.audio or li.video):
             continue
         shared = cfg.shared_media if m.shared is None else m.shared
-        key = (m.file, m.loop, shared)
-        if key not in files:
-            try:
-                files[key] = _kinds(m.file, m.loop, shared)
-            except MediaError as exc:
-                raise ConfigError(f"{cfg.path}: bots[{i}].media.file: {exc}") from None
-        has = dict(zip(("audio", "video"), files[key], strict=True))
-        for kind, asked in (("audio", li.audio), ("video", li.video)):
-            if asked and not has[kind]:
-                raise ConfigError(
-                    f"{cfg.path}: bots[{i}].media.file {m.file!r} has no {kind} stream, and the bot "
-                    f"publishes {kind}: set local_info.{kind}: false or use a file with {kind}"
-                )
+        paths = [(f"bots[{i}].media.file", m.file)] if m.kind == "file" and m.file else []
+        paths += [
+            (f"bots[{i}].scenario[{j}].file", step.file)
+            for j, step in enumerate(bot.scenario)
+            if step.do == "switch_media" and step.file
+        ]
+        for where, path in paths:
+            key = (path, m.loop, shared)
+            if key not in files:
+                try:
+                    files[key] = _kinds(path, m.loop, shared)
+                except MediaError as exc:
+                    raise ConfigError(f"{cfg.path}: {where}: {exc}") from None
+            has = dict(zip(("audio", "video"), files[key], strict=True))
+            for kind, asked in (("audio", li.audio), ("video", li.video)):
+                if asked and not has[kind]:
+                    raise ConfigError(
+                        f"{cfg.path}: {where} {path!r} has no {kind} stream, and the bot "
+                        f"publishes {kind}: set local_info.{kind}: false or use a file with {kind}"
+                    )

@@ -26,6 +26,7 @@ Action = Literal[
     "user_data",
     "subscribe",
     "unsubscribe",
+    "switch_media",
     "leave",
     "rejoin",
     "wait_for",
@@ -41,6 +42,7 @@ _KEYS: dict[str, frozenset[str]] = {
     "subscribe": frozenset({"users"}),
     "unsubscribe": frozenset({"users"}),
     "wait_for": frozenset({"participants", "text", "timeout"}),
+    "switch_media": frozenset({"file"}),
 }
 
 
@@ -78,6 +80,8 @@ class ScenarioStep:
     """``wait_for``: at least this many participants in the room, ourselves included."""
     timeout: float | str | None = None
     """``wait_for``: give up after this long (default 60 s): the action fails, the timeline goes on."""
+    file: str | None = None
+    """``switch_media``: the media file to publish from now on (checked like ``media.file``)."""
 
     def __post_init__(self) -> None:
         if (self.at is None) == (self.every is None):
@@ -91,11 +95,13 @@ class ScenarioStep:
         if self.times is not None and (self.every is None or self.times < 1):
             raise ValueError("'times' goes with 'every' and must be 1 or more")
         allowed = _KEYS.get(self.do, frozenset())
-        for key in ("text", "data", "to", "users", "participants", "timeout"):
+        for key in ("text", "data", "to", "users", "participants", "timeout", "file"):
             if getattr(self, key) is not None and key not in allowed:
                 raise ValueError(f"'{key}' is not a setting of {self.do}")
         if self.do == "chat" and not self.text:
             raise ValueError("a chat step needs a 'text'")
+        if self.do == "switch_media" and not self.file:
+            raise ValueError("a switch_media step needs a 'file'")
         if self.do == "user_data" and self.data is None:
             raise ValueError("a user_data step needs 'data'")
         if self.do == "wait_for":

@@ -63,6 +63,12 @@ class _Gate(MediaStreamTrack):
             self.source.request_keyframe()  # type: ignore[attr-defined]
         self._open = value
 
+    def wait_for_keyframe(self) -> None:
+        """Drop the source's packets until its next keyframe (asked for now)."""
+        if self._packets:
+            self._need_keyframe = True
+            self.source.request_keyframe()  # type: ignore[attr-defined]
+
     def admit(self, keyframe: bool) -> bool:
         """Whether a frame (a packet: ``keyframe`` says if it is one) goes out now."""
         if not self._open:
@@ -119,7 +125,7 @@ class PublishLeg(_Leg):
             self._senders[kind] = transceiver.sender
             if mime is not None:
                 self._packet_mime[kind] = mime
-                self._forward_keyframe_requests(transceiver.sender, gate.source)
+                self._forward_keyframe_requests(transceiver.sender, gate)
                 self._send_directly(kind, transceiver.sender, gate)
         self._encoder: CappedVp8Encoder | None = None
         self._cap_bps: int | None = None
@@ -153,20 +159,20 @@ class PublishLeg(_Leg):
         """Whether ``kind`` comes from a pre-encoded packet source."""
         return kind in self._packet_mime
 
-    def _forward_keyframe_requests(self, sender: RTCRtpSender, source: MediaStreamTrack) -> None:
+    def _forward_keyframe_requests(self, sender: RTCRtpSender, gate: _Gate) -> None:
         """aiortc answers PLI/FIR by calling ``sender._send_keyframe()``, which only flags its
         own encoder: on the packet path there is none, so tell the source too (this sender
-        instance only)."""
+        instance only; the gate's source now, after a :meth:`replace_source`)."""
         log = self._log
 
         def send_keyframe() -> None:
             try:
-                source.request_keyframe()  # type: ignore[attr-defined]
+                gate.source.request_keyframe()  # type: ignore[attr-defined]
             except Exception:
-                log.exception("keyframe_request_failed", kind=source.kind)
+                log.exception("keyframe_request_failed", kind=gate.kind)
 
         if keyframes.install(sender, send_keyframe) is None:
-            self._log.warning("keyframe_forwarding_unavailable", kind=source.kind)
+            self._log.warning("keyframe_forwarding_unavailable", kind=gate.kind)
 
     async def apply_answer(self, sdp: str) -> None:
         await self._set_answer(sdp)
@@ -199,6 +205,31 @@ class PublishLeg(_Leg):
         gate = self._gates.get(kind)
         if gate is not None:
             gate.is_open = sending
+
+    def replace_source(self, kind: MediaKind, track: MediaStreamTrack) -> MediaStreamTrack:
+        """Publish ``track`` instead of this kind's source, without renegotiating (a scenario's
+        ``switch_media``); returns the old source, which the caller stops. A packet source must
+        carry the codec this leg negotiated; on the direct path the sender moves to the new
+        stream (its RTP clock and sequence numbers go on), else aiortc reads the new track."""
+        gate = self._gates.get(kind)
+        if gate is None:
+            raise MediaError(f"this leg publishes no {kind}")
+        mime, was = packet_mime_type(track), self._packet_mime.get(kind)
+        if (mime or "").lower() != (was or "").lower():
+            raise MediaError(
+                f"the new {kind} source sends {mime or 'raw frames'}, the published one "
+                f"{was or 'raw frames'}: switch to a source of the same codec"
+            )
+        stream = getattr(track, "stream", None)
+        direct = self.direct.get(kind)
+        if was is not None and kind not in self.direct:
+            raise MediaError(f"{kind} is not being sent yet: switch once the stream is published")
+        old, gate.source = gate.source, track
+        if direct is not None and isinstance(stream, PacketStream):
+            direct.switch(stream)
+        elif kind == "video" and mime is not None:  # aiortc's path: from the new keyframe on
+            gate.wait_for_keyframe()
+        return old
 
     def is_sending(self, kind: MediaKind) -> bool:
         gate = self._gates.get(kind)

@@ -172,7 +172,12 @@ class DirectSender:
         self._dtls = sender.transport
         self._protect, self._sendto, self._addr = link
         self._admit = admit
+        self.stream = stream
+        self._codec = codec
         self._packed = _packed(stream, codec)
+        self._rebase: int | None = None
+        """After :meth:`switch`: the RTP timestamp the next frame gets (then None)."""
+        self._last_ts = 0
         self._pt: int = codec.payloadType or 0
         self._ssrc: int = getattr(sender, n.SSRC)
         self._seq = random_sequence_number()
@@ -211,6 +216,9 @@ class DirectSender:
             self._finish()
             return
         packed = self._packed.pack(packet)
+        if self._rebase is not None:  # a new stream's clock: go on from where the last one was
+            self._origin = (self._rebase - packed.timestamp) & 0xFFFFFFFF
+            self._rebase = None
         timestamp = (self._origin + packed.timestamp) & 0xFFFFFFFF
         ext = self._ext_head + packed.abs_send_time + self._ext_tail if self._abs else self._ext_head
         payloads = packed.payloads
@@ -235,11 +243,27 @@ class DirectSender:
             self._seq = seq
             state = self._state
             state[_NTP] = packed.ntp
-            state[_RTP_TS] = timestamp
+            state[_RTP_TS] = self._last_ts = timestamp
             state[_OCTETS] += octets
             state[_PACKETS] += sent
             self.packets_sent += sent
             self.frames_sent += 1
+
+    def switch(self, stream: PacketStream) -> None:
+        """Send ``stream``'s packets from now on (another file, same codec): the sequence
+        numbers and the RTP clock go on where they were (one frame later), so a receiver sees
+        one stream whose content changed; video waits for the new stream's keyframe."""
+        if stream is self.stream:
+            return
+        self.stream.detach(self)
+        self.stream = stream
+        self._packed = _packed(stream, self._codec)
+        step = (self._codec.clockRate or 90000) // (50 if self.kind == "audio" else 30)
+        self._rebase = (self._last_ts + step) & 0xFFFFFFFF
+        self._awaiting_keyframe = self.kind == "video"
+        stream.attach(self)
+        if self.kind == "video":
+            stream.request_keyframe()
 
     async def retransmit(self, sequence_number: int) -> None:
         """aiortc's ``_retransmit`` for this sender: one packet from the history, as RTX when
@@ -321,7 +345,7 @@ def install(
         except asyncio.CancelledError:
             pass
         finally:
-            stream.detach(direct)
+            direct.stream.detach(direct)  # the stream it sends now (see DirectSender.switch)
             track = state[n.SENDER_TRACK]
             if track is not None:
                 track.stop()
