@@ -95,6 +95,7 @@ def main() -> None:
         raise SystemExit("usage: cpu_sampler.py OUT [--interval MS] -m MODULE ARGS...")
     module = args[1]
     sys.argv = [module, *args[2:]]
+    sys.path[0] = os.getcwd()  # as `python -m` has it: the checkout we run in, not bench/
     atexit.register(_report, out)
     signal.signal(signal.SIGPROF, _sample)
     signal.signal(signal.SIGUSR1, _start)
