@@ -13,6 +13,9 @@ Method:
    process, where the streaming is the steady CPU per bot-second times the bot-seconds streamed
    before the last bot published (each bot from its own ``published_stream``).
 5. ``--repeat N``: the whole run N times (a fresh server and swarm each), medians reported.
+6. ``--muted``: the bots join with audio and video muted. They still do all of a join (Socket.IO,
+   token, the publish leg's offer, ICE, DTLS, the server's answer and ``ready``) but send no
+   media, so almost nothing is subtracted: the least noisy figure on a busy box.
 
     .venv/bin/python bench/join_cost.py --bots 100 --ramp 20 [--per-room 10] [--window 10] [--repeat 3]
         [--profile DIR | --sample DIR]
@@ -45,6 +48,7 @@ bots:
   - name: join-{{i}}
     count: {bots}
     media: {{kind: synthetic, width: 320, height: 180, fps: 10}}
+    local_info: {{audioMuted: {muted}, videoMuted: {muted}}}
 """
 
 
@@ -96,7 +100,15 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
     else:
         rooms = f"room_id: {room_id}"
     config.write_text(
-        CONFIG.format(api=api, app_id=APP_ID, app_key=APP_KEY, rooms=rooms, ramp=a.ramp, bots=a.bots)
+        CONFIG.format(
+            api=api,
+            app_id=APP_ID,
+            app_key=APP_KEY,
+            rooms=rooms,
+            ramp=a.ramp,
+            bots=a.bots,
+            muted="true" if a.muted else "false",
+        )
     )
     swarm = await asyncio.create_subprocess_exec(
         *_python(profile, "bots", sample), "run", str(config), "--log-format", "json",
@@ -154,6 +166,7 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
         "bots": a.bots,
         "ramp": a.ramp,
         "per_room": a.per_room or a.bots,
+        "muted": a.muted,
         "profiled": profile is not None or sample is not None,
         "joins_s": round(joins_s, 2),
         "join_cpu_ms_per_bot": {"bots": round(bot_ms, 2), "server": round(server_ms, 2)},
@@ -189,4 +202,9 @@ if __name__ == "__main__":
     p.add_argument("--sample", metavar="DIR", help="sample both processes' CPU during the joins")
     p.add_argument("--logs", default="/tmp/enx-join-cost")
     p.add_argument("--repeat", type=int, default=1, help="runs; medians reported")
+    p.add_argument(
+        "--muted",
+        action="store_true",
+        help="bots join muted: the whole join, next to no streaming to subtract",
+    )
     print(json.dumps(asyncio.run(repeated(p.parse_args())), indent=2))
