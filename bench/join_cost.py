@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from single_bot import APP_ID, APP_KEY, ROOT, cpu_seconds, free_port
+from single_bot import APP_ID, APP_KEY, ROOT, bot_command, cpu_seconds, free_port
 
 CONFIG = """
 api_url: {api}
@@ -52,34 +52,18 @@ bots:
 """
 
 
-SAMPLER = str(Path(__file__).resolve().parent / "cpu_sampler.py")
-
-
-def _python(profile: Path | None, name: str, sample: Path | None = None) -> list[str]:
-    if sample is not None:
-        return [sys.executable, SAMPLER, str(sample / f"{name}.txt"), "-m", "bot"]
-    if profile is None:
-        return [sys.executable, "-m", "bot"]
-    # wall-clock cProfile: read tottime of the event loop's epoll as idle, not as a cost
-    return [sys.executable, "-m", "cProfile", "-o", str(profile / f"{name}.prof"), "-m", "bot"]
-
-
 async def main(a: argparse.Namespace) -> dict[str, Any]:
     import aiohttp
 
     from bot.agent.bot.tokens import basic_auth
 
-    profile = Path(a.profile) if a.profile else None
-    if profile:
-        profile.mkdir(parents=True, exist_ok=True)
+    profile = Path(a.profile) if a.profile else None  # bot_command makes the folders
     sample = Path(a.sample) if a.sample else None
-    if sample:
-        sample.mkdir(parents=True, exist_ok=True)
     port = free_port()
     api = f"http://127.0.0.1:{port}/video/v2"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENX_")}
     server = await asyncio.create_subprocess_exec(
-        *_python(profile, "server", sample), "serve", "--port", str(port),
+        *bot_command("server", profile=profile, sample=sample), "serve", "--port", str(port),
         "--app-id", APP_ID, "--app-key", APP_KEY, "--data-dir", ":memory:", "--log-level", "warning",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
@@ -111,7 +95,7 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
         )
     )
     swarm = await asyncio.create_subprocess_exec(
-        *_python(profile, "bots", sample), "run", str(config), "--log-format", "json",
+        *bot_command("bots", profile=profile, sample=sample), "run", str(config), "--log-format", "json",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert swarm.stdout is not None

@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from single_bot import APP_ID, ROOT, free_port
+from single_bot import APP_ID, ROOT, free_port, terminate
 from viewers import PUBLISHERS_YAML
 
 from bot.agent.bot.tokens import basic_auth
@@ -257,10 +257,7 @@ async def main(a: argparse.Namespace) -> None:
                 median = statistics.median(ms)
                 print(f"{name:<8} detected in median {median:.0f} ms, max {ms[-1]:.0f} ms ({len(ms)} trials)")
     finally:
-        for proc in (publishers, server):
-            if proc is not None and proc.returncode is None:
-                proc.terminate()
-                await proc.wait()
+        await terminate(publishers, server)
         await asyncio.to_thread(config.unlink, missing_ok=True)
 
 

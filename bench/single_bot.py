@@ -37,6 +37,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def bot_command(name: str, *, profile: Path | None = None, sample: Path | None = None) -> list[str]:
+    """``python -m bot``, or under ``cpu_sampler.py`` (``sample``: ``DIR/name.txt``, CPU time) or
+    cProfile (``profile``: ``DIR/name.prof``, wall clock: read epoll's tottime as idle)."""
+    if sample is not None:
+        sample.mkdir(parents=True, exist_ok=True)
+        sampler = str(Path(__file__).resolve().parent / "cpu_sampler.py")
+        return [sys.executable, sampler, str(sample / f"{name}.txt"), "-m", "bot"]
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        return [sys.executable, "-m", "cProfile", "-o", str(profile / f"{name}.prof"), "-m", "bot"]
+    return [sys.executable, "-m", "bot"]
+
+
+async def terminate(*procs: asyncio.subprocess.Process | None) -> None:
+    """SIGTERM each process still running and wait for it (a bench's ``finally``)."""
+    for proc in procs:
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS

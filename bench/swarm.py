@@ -44,7 +44,7 @@ import aiohttp
 from bot.agent.bot.tokens import basic_auth
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from single_bot import APP_ID, APP_KEY, ROOT, TICKS, cpu_seconds, free_port
+from single_bot import APP_ID, APP_KEY, ROOT, TICKS, bot_command, cpu_seconds, free_port
 
 VIDEO_FPS, AUDIO_PPS = 15, 50
 
@@ -160,14 +160,7 @@ during the measurement window only (SIGUSR1/SIGUSR2)."""
 
 
 def python_bot(name: str) -> list[str]:
-    if SAMPLE is not None:
-        SAMPLE.mkdir(parents=True, exist_ok=True)
-        sampler = str(Path(__file__).resolve().parent / "cpu_sampler.py")
-        return [sys.executable, sampler, str(SAMPLE / f"{name}.txt"), "-m", "bot"]
-    if PROFILE is None:
-        return [sys.executable, "-m", "bot"]
-    PROFILE.mkdir(parents=True, exist_ok=True)
-    return [sys.executable, "-m", "cProfile", "-o", str(PROFILE / f"{name}.prof"), "-m", "bot"]
+    return bot_command(name, profile=PROFILE, sample=SAMPLE)
 
 
 class Server:

@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from single_bot import APP_ID, APP_KEY, ROOT, free_port
+from single_bot import APP_ID, APP_KEY, ROOT, free_port, terminate
 
 from bot.agent.bot.tokens import basic_auth
 
@@ -137,10 +137,7 @@ async def main(a: argparse.Namespace) -> None:
                 f"{r['lean_packets']} on the lean intake)"
             )
     finally:
-        for proc in (publishers, server):
-            if proc is not None and proc.returncode is None:
-                proc.terminate()
-                await proc.wait()
+        await terminate(publishers, server)
         await asyncio.to_thread(config.unlink, missing_ok=True)
 
 

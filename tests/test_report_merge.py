@@ -18,19 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rtc_faults import free_port
 
 from bot.agent.ops.report_stats import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_ID, APP_KEY = "merge-app", "merge-key-0123456789abcdef0123456789"
 SHARDS, RUN = 4, (0, 1, 2)  # shard 3 never runs
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -53,7 +47,7 @@ def _enx(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> sub
 def shard_reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three shards of a 9-bot swarm against one `enx-bot serve`, each writing its report."""
     tmp = tmp_path_factory.mktemp("merge")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,

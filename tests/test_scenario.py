@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rtc_faults import free_port
 
 from bot.agent import ConfigError
 from bot.agent.bot import ScenarioRun
@@ -97,13 +98,6 @@ def test_a_seed_gives_the_same_plan_and_another_seed_another() -> None:
 # --------------------------------------------------------------------------- a real run
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENX_")}
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
@@ -113,7 +107,7 @@ class Server:
     """`enx-bot serve` in a subprocess, its room view polled in the background."""
 
     def __init__(self, tmp: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.api = f"http://127.0.0.1:{self.port}/video/v2"
         self.auth = "Basic " + base64.b64encode(f"{APP_ID}:{APP_KEY}".encode()).decode()
         self.proc = subprocess.Popen(

@@ -291,12 +291,11 @@ class EnxRtc(ModeratorControls, RoomControlApi):
         Pre-encoded tracks must carry the codecs negotiated (VP8/Opus); video resumes at the
         new source's keyframe. Returns the replaced tracks (the caller's to stop). RoomError
         1171 when not publishing; ``bot.rtc.MediaError`` for a track it cannot send."""
+        tracks: dict[MediaKind, MediaStreamTrack | None] = {"audio": audio_track, "video": video_track}
         replaced = []
-        for kind, track in (("audio", audio_track), ("video", video_track)):
-            if track is not None:
-                old = self._publisher.switch_source(kind, track)  # type: ignore[arg-type]
-                if old is not None:
-                    replaced.append(old)
+        for kind, track in tracks.items():
+            if track is not None and (old := self._publisher.switch_source(kind, track)) is not None:
+                replaced.append(old)
         return replaced
 
     async def set_audio_only_mode(self, enable: bool) -> None:

@@ -12,7 +12,6 @@ is sent to them is dropped, as every event is while they are away.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -21,13 +20,12 @@ from bot.proto import CHAT_MAX_BYTES, Ack, DataReceived, ErrorCode, SendData
 
 from .errors import RequestRefused
 from .outbox import Outbox
-from .presence import Presences, Session
+from .presence import Handler, Presences, Session
 from .stats import SignallingStats
 
 log = structlog.get_logger(__name__)
 
 Json = dict[str, Any]
-Handler = Callable[[Session, Any], Awaitable[Json | None]]
 
 MAX_DATA_BYTES = CHAT_MAX_BYTES
 """The largest message relayed (the SDK's hard cap), chat and user data alike."""

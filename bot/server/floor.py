@@ -11,7 +11,6 @@ moderators find the open requests in ``room-connected.raisedHands`` and the gran
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +31,7 @@ from bot.proto import (
 
 from .errors import RequestRefused
 from .outbox import Outbox
-from .presence import Presences, Session
+from .presence import Handler, Presences, Session
 from .rooms import Participant, Room
 
 log = structlog.get_logger(__name__)
@@ -61,7 +60,7 @@ class Floor:
         self.outbox = outbox
         self._rooms: dict[str, RoomFloor] = {}
 
-    def handlers(self) -> dict[type, Callable[[Session, Any], Awaitable[Json]]]:
+    def handlers(self) -> dict[type, Handler]:
         return {
             RequestFloor: self._on_request,
             GrantFloor: self._on_moderator,

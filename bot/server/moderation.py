@@ -47,8 +47,8 @@ from bot.proto import (
 
 from .errors import ClientNotFound, RequestRefused
 from .outbox import Outbox
-from .presence import Presences, Session
-from .requests import DROP_GRACE_S, Handler
+from .presence import Handler, Presences, Session
+from .requests import DROP_GRACE_S
 from .rooms import Participant, Room, RoomRegistry
 from .tasks import Tasks
 

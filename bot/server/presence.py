@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,11 @@ class Session:
     @property
     def joined(self) -> bool:
         return self.client_id is not None and not self.left
+
+
+Handler = Callable[[Session, Any], Awaitable[dict[str, Any] | None]]
+"""A request handler of one of the server's parts: the session and the decoded event in, the
+ack's payload out (None: an ack without payload)."""
 
 
 @dataclass(kw_only=True)

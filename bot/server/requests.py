@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -37,7 +37,7 @@ from bot.proto import (
 from .errors import RequestRefused
 from .media import MediaServer, PublishLeg, SubscribeLeg
 from .outbox import Outbox
-from .presence import Presences, Session
+from .presence import Handler, Presences, Session
 from .rooms import Participant, Room, RoomRegistry, Stream
 from .tasks import Tasks
 
@@ -45,7 +45,6 @@ log = structlog.get_logger(__name__)
 
 Json = dict[str, Any]
 AckPayload = Json | None
-Handler = Callable[[Session, Any], Awaitable[AckPayload]]
 
 DROP_GRACE_S = 1.0  # the SDK disconnects itself right after the drop ack
 READY_TIMEOUT_S = 30.0  # the official client rejoins after 30 s without ``ready``

@@ -34,7 +34,7 @@ from bot.proto import (
 
 from .errors import ClientNotFound, RequestRefused
 from .outbox import Outbox
-from .presence import Presences, Session
+from .presence import Handler, Presences, Session
 from .rooms import Participant, Room
 from .tasks import Tasks
 
@@ -81,7 +81,7 @@ class WaitingRoom:
         """How an approved waiter joins (set by the signalling adapter: ``Joining.enter``)."""
         self._rooms: dict[str, dict[str, Waiter]] = {}
 
-    def handlers(self) -> dict[type, Callable[[Session, Any], Awaitable[Json]]]:
+    def handlers(self) -> dict[type, Handler]:
         return {ApproveAwaitedUser: self._on_approve, DenyAwaitedUser: self._on_deny}
 
     def waiting(self, room: Room) -> list[Waiter]:

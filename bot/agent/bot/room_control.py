@@ -120,24 +120,35 @@ class RoomControl:
         )
 
     def _on_user_awaited(self, user: dict[str, Any]) -> None:
-        self.log().info("user_awaited", user=user.get("name"), user_id=user.get("clientId"))
-        client_id = user.get("clientId")
-        if isinstance(client_id, str):
-            self._names[client_id] = str(user.get("name", ""))
         decision = self.cfg.moderate.awaited
-        if isinstance(client_id, str) and decision != "none":
-            method = self.rtc.approve_awaited_user if decision == "approve" else self.rtc.deny_awaited_user
-            self._spawn(method(client_id), f"{decision}-awaited")
+        approve, deny = self.rtc.approve_awaited_user, self.rtc.deny_awaited_user
+        self._moderate("user_awaited", user, decision, "approve", approve, deny, "awaited")
 
     def _on_floor_request_received(self, payload: dict[str, Any]) -> None:
-        self.log().info("floor_request_received", user=payload.get("name"), user_id=payload.get("clientId"))
+        grant, deny = self.rtc.grant_floor, self.rtc.deny_floor
+        self._moderate(
+            "floor_request_received", payload, self.cfg.moderate.floor, "grant", grant, deny, "floor"
+        )
+
+    def _moderate(
+        self,
+        event: str,
+        payload: dict[str, Any],
+        decision: str,
+        yes: str,
+        on_yes: Callable[[str], Awaitable[Any]],
+        on_no: Callable[[str], Awaitable[Any]],
+        what: str,
+    ) -> None:
+        """A participant asks a moderator bot (to be let in, for the floor): log it, remember
+        its name for the acknowledgement's line, and answer as ``moderate`` says."""
+        self.log().info(event, user=payload.get("name"), user_id=payload.get("clientId"))
         client_id = payload.get("clientId")
-        if isinstance(client_id, str):
-            self._names[client_id] = str(payload.get("name", ""))
-        decision = self.cfg.moderate.floor
-        if isinstance(client_id, str) and decision != "none":
-            method = self.rtc.grant_floor if decision == "grant" else self.rtc.deny_floor
-            self._spawn(method(client_id), f"{decision}-floor")
+        if not isinstance(client_id, str):
+            return
+        self._names[client_id] = str(payload.get("name", ""))
+        if decision != "none":
+            self._spawn((on_yes if decision == yes else on_no)(client_id), f"{decision}-{what}")
 
     def _ack(self, event: str, payload: dict[str, Any]) -> None:
         ok = payload.get("result") == 0

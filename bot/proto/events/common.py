@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from .._fields import Fields
 from ..errors import RemoteProtocolError
@@ -21,6 +21,25 @@ DEFAULT_PERMISSIONS: Json = {
 
 
 # --------------------------------------------------------------------------- shared parts
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoArgs:
+    """An event that carries nothing: no payload or an object (its fields ignored) is accepted;
+    it sends no argument, or ``{}`` where EnableX's client does (``SENDS_EMPTY_OBJECT``)."""
+
+    WIRE: ClassVar[str] = ""
+    PAYLOAD_OPTIONAL: ClassVar[bool] = True
+    SENDS_EMPTY_OBJECT: ClassVar[bool] = False
+
+    @classmethod
+    def from_payload(cls, payload: object) -> Self:
+        if payload is not None:
+            Fields(payload, cls.WIRE)  # an object, or nothing
+        return cls()
+
+    def to_payload(self) -> Json | None:
+        return {} if self.SENDS_EMPTY_OBJECT else None
 
 
 @dataclass(frozen=True, kw_only=True)

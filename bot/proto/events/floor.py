@@ -9,27 +9,18 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from .._fields import Fields
-from .common import Json
+from .common import Json, NoArgs
 from .waiting_room import client_id_field
 
 FloorAction = Literal["grant", "deny", "release"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class RequestFloor:
+class RequestFloor(NoArgs):
     """``requestFloor`` (participant, no argument or ``{}``)."""
 
     WIRE: ClassVar[str] = "requestFloor"
-    PAYLOAD_OPTIONAL: ClassVar[bool] = True
-
-    @classmethod
-    def from_payload(cls, payload: object) -> RequestFloor:
-        if payload is not None:
-            Fields(payload, cls.WIRE)
-        return cls()
-
-    def to_payload(self) -> Json:
-        return {}
+    SENDS_EMPTY_OBJECT: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, kw_only=True)

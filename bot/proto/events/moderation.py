@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from .._fields import Fields
 from ..errors import ErrorCode, RemoteProtocolError
-from .common import Json, MediaKind
+from .common import Json, MediaKind, NoArgs
 from .conference import RoomDisconnected
 
 MAX_CLIENT_ID_CHARS = 128
@@ -46,21 +46,11 @@ def _msg(f: Fields) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class HardMuteRoom:
+class HardMuteRoom(NoArgs):
     """``hardMute``: the moderator hard-mutes every participant's audio (no payload)."""
 
     WIRE: ClassVar[str] = "hardMute"
-    PAYLOAD_OPTIONAL: ClassVar[bool] = True
     MUTED: ClassVar[bool] = True
-
-    @classmethod
-    def from_payload(cls, payload: object) -> HardMuteRoom:
-        if payload is not None:
-            Fields(payload, cls.WIRE)  # an object or nothing
-        return cls()
-
-    def to_payload(self) -> None:
-        return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,21 +62,11 @@ class HardUnmuteRoom(HardMuteRoom):
 
 
 @dataclass(frozen=True, kw_only=True)
-class StartRecord:
+class StartRecord(NoArgs):
     """``startRecord``: the moderator turns recording on (everyone hears ``room-record-on``)."""
 
     WIRE: ClassVar[str] = "startRecord"
-    PAYLOAD_OPTIONAL: ClassVar[bool] = True
     ON: ClassVar[bool] = True
-
-    @classmethod
-    def from_payload(cls, payload: object) -> StartRecord:
-        if payload is not None:
-            Fields(payload, cls.WIRE)
-        return cls()
-
-    def to_payload(self) -> None:
-        return None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from .._fields import Fields
 from ..errors import ErrorCode, RemoteProtocolError
+from .common import NoArgs
 
 TALKERS_LIMIT = 12
 """No EnableX room has more active talkers (``max_active_talkers`` 1-12); the room's own
@@ -47,20 +48,10 @@ class SetTalkerCount:
 
 
 @dataclass(frozen=True, kw_only=True)
-class GetTalkerCount:
+class GetTalkerCount(NoArgs):
     """``getTalkerCount`` (no argument): ack ``{result: 0, numTalkers}``."""
 
     WIRE: ClassVar[str] = "getTalkerCount"
-    PAYLOAD_OPTIONAL: ClassVar[bool] = True
-
-    @classmethod
-    def from_payload(cls, payload: object) -> GetTalkerCount:
-        if payload is not None:
-            Fields(payload, "getTalkerCount")  # an object, or nothing
-        return cls()
-
-    def to_payload(self) -> None:
-        return None
 
 
 def _client_ids(payload: object, where: str) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 
 from .._fields import Fields
 from ..errors import ErrorCode, RemoteProtocolError
-from .common import Json, UserInfo
+from .common import Json, NoArgs, UserInfo
 
 MAX_CLIENT_ID = 64
 """Longer ``clientId`` values are refused before anything is looked up (ours are 32 hex digits)."""
@@ -100,16 +100,9 @@ class UserAwaited:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RoomAllowed:
+class RoomAllowed(NoArgs):
     """``room-allowed {}``: the wait is over; ``room-connected`` follows."""
 
     WIRE: ClassVar[str] = "room-allowed"
-
-    @classmethod
-    def from_payload(cls, payload: object) -> RoomAllowed:
-        if payload is not None:
-            Fields(payload, cls.WIRE)
-        return cls()
-
-    def to_payload(self) -> Json:
-        return {}
+    PAYLOAD_OPTIONAL: ClassVar[bool] = False
+    SENDS_EMPTY_OBJECT: ClassVar[bool] = True

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -37,7 +36,7 @@ from bot.proto import (
 from ..errors import RequestRefused
 from ..media import MediaServer
 from ..outbox import Outbox
-from ..presence import Presences, Session
+from ..presence import Handler, Presences, Session
 from ..rooms import Participant, Room, RoomRegistry
 from ..tasks import Tasks
 from .ranking import Candidate, RoomTalkers, entry, list_for
@@ -45,7 +44,6 @@ from .ranking import Candidate, RoomTalkers, entry, list_for
 log = structlog.get_logger(__name__)
 
 Json = dict[str, Any]
-Handler = Callable[[Session, Any], Awaitable[Json]]
 
 TICK_S = 0.25
 MIN_INTERVAL_S = 0.5
