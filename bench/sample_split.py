@@ -26,7 +26,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("REST token", ("bot/tokens.py", "rest.py:create_token")),
     ("room events (callbacks, dispatch)", ("bot/rtc/dispatch.py", "bot/server/outbox.py", "presence.py")),
     ("Socket.IO, WebSocket", ("socketio/", "engineio/", "aiohttp/")),
-    ("our join logic", ("bot/",)),
+    ("our join logic", ("bot/rtc/", "bot/agent/", "bot/server/", "bot/media/", "bot/webrtc/", "bot/proto/")),
 ]  # fmt: skip
 
 

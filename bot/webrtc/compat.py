@@ -54,6 +54,8 @@ class FastPaths:
     """Unwanted RTP counted at the ICE connection (server publish legs, discarding viewers)."""
     receive_tap: bool
     """Encoded frames taken from the receiver instead of decoded (subscribers, the server)."""
+    tap_threadless: bool
+    """A tapped receiver starts no decoder thread (aiortc's ends at once on a tap)."""
     keyframes: bool
     """PLI/FIR reach a pre-encoded source or the server's publisher."""
     encoder_cap: bool
@@ -93,6 +95,7 @@ def _probe(pc: RTCPeerConnection) -> FastPaths:
         direct_send=direct_send.probe(sender),
         lean_intake=lean_intake.probe(receiver) and lean_intake.hands_bytes(),
         receive_tap=receive_tap.probe(receiver) and receive_tap.probe(audio.receiver),
+        tap_threadless=receive_tap.probe_threadless(),
         keyframes=keyframes.probe(sender),
         encoder_cap=encoder_cap.probe(sender),
         rtcp_taps=rtcp_taps.probe(receiver) and rtcp_taps.probe_sender(sender),

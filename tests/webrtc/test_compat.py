@@ -5,6 +5,8 @@ and the leg falls back, loudly."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import types
 from dataclasses import replace
 from typing import Any
 
@@ -286,9 +288,45 @@ async def test_the_server_taps_frames_without_copying_receive_and_decodes_nothin
             queue = getattr(transceiver.receiver, "_RTCRtpReceiver__decoder_queue")  # noqa: B009
             assert isinstance(queue, receive_tap.FrameTap)  # the shared tap stands in for it
             assert not receive_tap.decoder_thread_alive(transceiver.receiver)
+            thread = getattr(transceiver.receiver, "_RTCRtpReceiver__decoder_thread")  # noqa: B009
+            assert not isinstance(thread, threading.Thread)  # none was started
+        assert not [t for t in threading.enumerate() if t.name.endswith("-decoder")]
     finally:
         await leg.aclose()
         await publisher.close()
+
+
+async def test_without_the_threading_global_a_tapped_receiver_starts_the_thread_that_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fallback: an aiortc that makes its thread otherwise gets the thread, which ends at once
+    on the tap, and the track still ends (what the inline worker also does)."""
+    from aiortc import rtcrtpreceiver
+    from aiortc.mediastreams import MediaStreamError
+
+    monkeypatch.setattr(rtcrtpreceiver, "threading", threading)
+    monkeypatch.setattr(receive_tap, "rtcrtpreceiver", types.SimpleNamespace(threading=None))
+    assert not receive_tap.probe_threadless() and not receive_tap.threadless()
+    from aiortc import RTCRtpReceiver
+    from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
+
+    transport = types.SimpleNamespace(
+        state="new", _register_rtp_receiver=lambda *a: None, _unregister_rtp_receiver=lambda *a: None
+    )
+    receiver = RTCRtpReceiver("audio", transport)
+    receiver._track = rtcrtpreceiver.RemoteStreamTrack(kind="audio")  # what the answer would set
+    assert receive_tap.install(receiver, lambda codec, frame: None) is not None
+    assert rtcrtpreceiver.threading is threading
+    await receiver.receive(RTCRtpReceiveParameters(codecs=[], encodings=[]))
+    try:
+        thread = getattr(receiver, "_RTCRtpReceiver__decoder_thread")  # noqa: B009
+        assert isinstance(thread, threading.Thread)
+        thread.join(5)
+        assert not thread.is_alive()
+        with pytest.raises(MediaStreamError):
+            await asyncio.wait_for(receiver.track.recv(), 5)
+    finally:
+        await receiver.stop()
 
 
 async def test_the_probe_also_runs_inside_a_running_loop() -> None:

@@ -5,13 +5,25 @@ receiver's ``__decoder_queue``) and ``decoder_worker`` (which ends when ``get`` 
 The queue of one receiver is replaced by :class:`FrameTap` before it starts: ``put`` hands the
 frame to a callback on the event loop, ``get`` says "stop" at once, so aiortc's decoder thread
 ends having decoded nothing and nothing piles up in its unbounded track queue.
+
+Nor is that thread started: ``receive`` makes it with ``threading.Thread`` from
+``aiortc.rtcrtpreceiver``'s module globals, and :func:`install` puts a ``threading`` there whose
+``Thread`` runs ``decoder_worker`` inline when its queue is a :class:`FrameTap` (where the worker
+returns at once, after telling the track it ended). An OS thread started and joined per tapped
+receiver was about 5% of the server's CPU per join (``bench/join_cost.py``). Any other
+``Thread`` is the real one; when the module no longer has that global, the thread runs as before
+(``threadless()`` is False, reported as the ``tap_threadless`` fast path).
 """
 
 from __future__ import annotations
 
 import queue
+import threading
+import types
 from collections.abc import Callable
 from typing import Any
+
+from aiortc import rtcrtpreceiver
 
 from .. import _internals as n
 
@@ -31,6 +43,58 @@ class FrameTap(queue.Queue[Any]):
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         return None
+
+
+class _InlineWorker:
+    """What a tapped receiver holds as its decoder thread: the worker ran at ``start`` and
+    returned, so it is never alive and joins at once."""
+
+    def __init__(self, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+        self._target = target
+        self._args = args
+
+    def start(self) -> None:
+        self._target(*self._args)
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def is_alive(self) -> bool:
+        return False
+
+
+def _thread(*args: Any, **kwargs: Any) -> Any:
+    worker_args = kwargs.get("args", ())
+    if len(worker_args) > 1 and isinstance(worker_args[1], FrameTap) and callable(kwargs.get("target")):
+        return _InlineWorker(kwargs["target"], worker_args)
+    return threading.Thread(*args, **kwargs)
+
+
+class _Threading(types.ModuleType):
+    """``threading`` for ``aiortc.rtcrtpreceiver``: all of it, but ``Thread`` (:func:`_thread`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(threading, name)
+
+
+_THREADING = _Threading("threading")
+_THREADING.Thread = _thread  # type: ignore[attr-defined]
+
+
+def probe_threadless() -> bool:
+    """Whether tapped receivers can start no decoder thread (or already do)."""
+    current = getattr(rtcrtpreceiver, "threading", None)
+    return current is _THREADING or (
+        current is threading and callable(getattr(rtcrtpreceiver, "decoder_worker", None))
+    )
+
+
+def threadless() -> bool:
+    """Make tapped receivers start no decoder thread, when :func:`probe_threadless` allows."""
+    if not probe_threadless():
+        return False
+    rtcrtpreceiver.threading = _THREADING  # type: ignore[attr-defined]
+    return True
 
 
 def probe(receiver: Any) -> bool:
@@ -56,6 +120,7 @@ def install(receiver: Any, on_frame: Callable[[Any, Any], None]) -> Handle | Non
         return None
     handle = Handle(receiver, getattr(receiver, n.RECEIVER_DECODER_QUEUE))
     setattr(receiver, n.RECEIVER_DECODER_QUEUE, FrameTap(on_frame))
+    threadless()
     return handle
 
 
