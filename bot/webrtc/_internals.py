@@ -71,6 +71,8 @@ ICE_PROTOCOLS: Final = "_protocols"  # the connection's StunProtocols (one per l
 PC_CERTIFICATE_CLASS: Final = "RTCCertificate"  # in aiortc.rtcpeerconnection
 RECEIVER_REMB_CLASS: Final = "RemoteBitrateEstimator"  # in aiortc.rtcrtpreceiver
 ICE_HOST_ADDRESSES: Final = "get_host_addresses"  # in aioice.ice
+RECEIVER_THREADING: Final = "threading"  # in aiortc.rtcrtpreceiver (patches.receive_tap)
+RECEIVER_DECODER_WORKER: Final = "decoder_worker"  # in aiortc.rtcrtpreceiver: the thread's target
 
 # -- RTCPeerConnection: the descriptions it parsed itself (read, never written)
 _P: Final = "_RTCPeerConnection__"

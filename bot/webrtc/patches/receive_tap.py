@@ -9,10 +9,10 @@ ends having decoded nothing and nothing piles up in its unbounded track queue.
 Nor is that thread started: ``receive`` makes it with ``threading.Thread`` from
 ``aiortc.rtcrtpreceiver``'s module globals, and :func:`install` puts a ``threading`` there whose
 ``Thread`` runs ``decoder_worker`` inline when its queue is a :class:`FrameTap` (where the worker
-returns at once, after telling the track it ended). An OS thread started and joined per tapped
-receiver was about 5% of the server's CPU per join (``bench/join_cost.py``). Any other
-``Thread`` is the real one; when the module no longer has that global, the thread runs as before
-(``threadless()`` is False, reported as the ``tap_threadless`` fast path).
+returns at once, after telling the track it ended). Starting and awaiting that OS thread was
+about 5% of the server's samples during joins (``bench/join_cost.py --sample``). Any other
+``Thread`` is the real one; when the module no longer has those globals, the thread runs as
+before (``threadless()`` is False, reported as the ``tap_threadless`` fast path).
 """
 
 from __future__ import annotations
@@ -64,8 +64,11 @@ class _InlineWorker:
 
 
 def _thread(*args: Any, **kwargs: Any) -> Any:
-    worker_args = kwargs.get("args", ())
-    if len(worker_args) > 1 and isinstance(worker_args[1], FrameTap) and callable(kwargs.get("target")):
+    """``decoder_worker(loop, decoder_queue, ...)`` on a tap runs inline; anything else is a thread."""
+    target, worker_args = kwargs.get("target"), kwargs.get("args", ())
+    worker: Callable[..., None] | None = getattr(rtcrtpreceiver, n.RECEIVER_DECODER_WORKER, None)
+    tapped = len(worker_args) > 1 and isinstance(worker_args[1], FrameTap)
+    if worker is not None and target is worker and tapped:
         return _InlineWorker(kwargs["target"], worker_args)
     return threading.Thread(*args, **kwargs)
 
@@ -83,9 +86,9 @@ _THREADING.Thread = _thread  # type: ignore[attr-defined]
 
 def probe_threadless() -> bool:
     """Whether tapped receivers can start no decoder thread (or already do)."""
-    current = getattr(rtcrtpreceiver, "threading", None)
+    current = getattr(rtcrtpreceiver, n.RECEIVER_THREADING, None)
     return current is _THREADING or (
-        current is threading and callable(getattr(rtcrtpreceiver, "decoder_worker", None))
+        current is threading and callable(getattr(rtcrtpreceiver, n.RECEIVER_DECODER_WORKER, None))
     )
 
 
@@ -93,7 +96,7 @@ def threadless() -> bool:
     """Make tapped receivers start no decoder thread, when :func:`probe_threadless` allows."""
     if not probe_threadless():
         return False
-    rtcrtpreceiver.threading = _THREADING  # type: ignore[attr-defined]
+    setattr(rtcrtpreceiver, n.RECEIVER_THREADING, _THREADING)
     return True
 
 
