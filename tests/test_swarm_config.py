@@ -15,7 +15,7 @@ import pytest
 
 from bot.agent.config import load_config, parse_config
 from bot.agent.errors import ConfigError
-from bot.agent.rules.ramp import Backoff, RampSchedule, Stage
+from bot.agent.rules.ramp import Backoff, Pacer, RampSchedule, Stage
 
 ROOT = Path(__file__).resolve().parents[1]
 EMB: dict[str, Any] = {"server": "embedded"}
@@ -114,6 +114,21 @@ def test_ramp_schedule_follows_rate_and_stages() -> None:
     # bots left over after the stages follow at the rate
     tail = RampSchedule(4, rate=10, stages=[Stage(2, 1)])
     assert [tail.due(i) for i in range(4)] == pytest.approx([0, 0.5, 1.0, 1.1])
+
+
+def test_a_late_start_delays_the_ramp_instead_of_bursting() -> None:
+    p = Pacer()
+    assert p.start_at(0.0, 0.0) == 0.0 and p.start_at(0.1, 0.1) == pytest.approx(0.1)
+    # the bot planned at 0.2 is let go 0.13 s late; the one planned at 0.3 keeps its 0.1 s gap
+    assert p.start_at(0.2, 0.33) == pytest.approx(0.33)
+    assert p.start_at(0.3, 0.33) == pytest.approx(0.43) and p.slip == pytest.approx(0.13)
+    # a start asked for after its time, with the previous far enough back, goes at once
+    assert p.start_at(0.4, 0.9) == pytest.approx(0.9) and p.slip == pytest.approx(0.5)
+    # out of order (an earlier bot's token came later): its planned distance after the latest
+    assert p.start_at(0.35, 0.9) == pytest.approx(0.95)
+    # everyone planned at once (no rate) is never held back
+    together = Pacer()
+    assert [together.start_at(0.0, 1.0) for _ in range(3)] == [1.0, 1.0, 1.0]
 
 
 def test_backoff_doubles_with_jitter_and_a_ceiling() -> None:

@@ -92,6 +92,37 @@ async def test_ramp_respects_its_rate(room_server: RoomServer) -> None:
     assert len(times(logs, "room_connected")) == 8
 
 
+async def test_a_stalled_loop_delays_the_ramp_instead_of_bursting(room_server: RoomServer) -> None:
+    """The event loop blocked for 0.35 s mid-ramp: the bots due meanwhile must not join together."""
+    room_id = room_server.create_room(name="stall")["room_id"]
+    cfg = parse_config(
+        {
+            "api_url": room_server.api_url,
+            "app_id": room_server.app_id,
+            "app_key": room_server.app_key,
+            "room_id": room_id,
+            "ramp": 10,
+            "bots": [{"name": "s{i}", "count": 6, **VIEWER}],
+        },
+        {},
+    )
+
+    async def stall() -> None:
+        await asyncio.sleep(0.15)
+        time.sleep(0.35)  # noqa: ASYNC251 - the stall itself: nothing else on this loop runs
+
+    with timed_logs() as logs:
+        staller = asyncio.create_task(stall())
+        code = await run_for(Agent(cfg), 1.8)
+        await staller
+    assert code == EXIT_OK
+    joins = times(logs, "joining")
+    assert len(joins) == 6
+    gaps = [b - a for a, b in itertools.pairwise(joins)]
+    assert min(gaps) > 0.07, gaps  # the ones due in the stall follow one another 0.1 s apart
+    assert joins[-1] - joins[0] > 0.5 + 0.2, gaps  # so the ramp slipped by about the stall
+
+
 async def test_ramp_stages_are_followed(room_server: RoomServer) -> None:
     cfg = parse_config(
         {

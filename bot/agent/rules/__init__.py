@@ -1,7 +1,7 @@
 """Pure decisions of the agent, clock injected: bandwidth fallback, the ramp and backoff, retries."""
 
 from .policy import Action, BandwidthFallback, FallbackSettings
-from .ramp import Backoff, RampSchedule, Stage, parse_duration
+from .ramp import Backoff, Pacer, RampSchedule, Stage, parse_duration
 from .retry import PERMANENT, retryable
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "Backoff",
     "BandwidthFallback",
     "FallbackSettings",
+    "Pacer",
     "RampSchedule",
     "Stage",
     "parse_duration",

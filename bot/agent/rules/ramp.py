@@ -8,7 +8,8 @@ worker process or Kubernetes shard that runs a slice of the bots (``i % count ==
 its bots at their global times, and the slices together follow the configured rate and stages.
 
 - ``rate`` is a token bucket holding one token, refilled ``rate`` times a second: joins start
-  at most ``rate`` a second and never in a burst (``None``: no limit).
+  at most ``rate`` a second and never in a burst (``None``: no limit). :class:`Pacer` keeps that
+  promise when the process falls behind its plan (a stalled loop, a slow token fetch).
 - A stage ``{to: N, over: D}`` spreads the joins that bring the swarm to ``N`` bots evenly over
   ``D`` seconds (the first at once); ``{hold: D}`` waits. Bots left over after the last stage
   follow at ``rate``. Stages only ramp up: leaving is each bot's ``stay``.
@@ -117,6 +118,30 @@ class RampSchedule:
         while len(due) < self.total:
             take(t)
         return due
+
+
+class Pacer:
+    """Keeps the planned gaps between a process's join starts when it falls behind the plan.
+
+    A bot whose start comes late (a stalled event loop, a slow token request) would otherwise be
+    followed at once by the next bot, which is on time: two joins in a burst, the thing a ramp
+    rate promises never to do. Here each start is at least its planned gap after the previous
+    one, so a late start delays the rest of the ramp instead; the delay is :attr:`slip`.
+    """
+
+    def __init__(self) -> None:
+        self._planned = -math.inf  # the planned time of the latest start given out
+        self._at = -math.inf  # and when it was let go
+        self.slip = 0.0
+
+    def start_at(self, planned: float, now: float) -> float:
+        """When the start planned at ``planned`` may go, asked at ``now`` (same clock)."""
+        # out of order (an earlier bot's token came later): still its planned distance apart
+        gap = abs(planned - self._planned) if self._planned > -math.inf else 0.0
+        at = max(now, planned, self._at + gap)
+        self._planned, self._at = planned, at
+        self.slip = at - planned
+        return at
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from ..bot import Bot, BotResult, Outcome, RoomLog, ScenarioRun, TokenSource, To
 from ..config import AgentConfig, BotConfig
 from ..errors import EXIT_JOIN_FAILED, EXIT_NOT_ADMITTED, EXIT_OK, EXIT_SESSION_LOST
 from ..ops.observe import BotObserver, NullObserver
+from ..rules.ramp import Pacer
 from ..rules.retry import retryable
 from .plan import Swarm, SwarmPlan
 
@@ -70,6 +71,7 @@ class Agent:
         self._stopping = asyncio.Event()
         self._rng = rng or random.Random()
         self._clock = clock
+        self._pacer = Pacer()
 
     def stop(self) -> None:
         """Every bot leaves its room (or gives up waiting to join); :meth:`run` then returns."""
@@ -144,7 +146,8 @@ class Agent:
         if room:
             self.events.bot_room(bc.name, room)
         structlog.contextvars.bind_contextvars(bot=bc.name, room=room or None)
-        if not await self._wait_until(due + bc.join_delay):
+        planned = due + bc.join_delay
+        if not await self._wait_until(planned):
             return BotResult(bc.name, Outcome.COMPLETED, "stopped before joining")
         attempt_cfg = dataclasses.replace(bc, join_delay=0.0)
         tokens = self.swarm.tokens_for(index, bc)
@@ -153,8 +156,12 @@ class Agent:
         scenario = (
             ScenarioRun(bc.name, bc.scenario, seed=self.cfg.seed, events=self.events) if bc.scenario else None
         )
+        paced: float | None = planned  # only the first join keeps to the ramp
         while True:  # one session, and one more after each scenario `rejoin`
-            result = await self._session(index, bc, attempt_cfg, tokens, room, media, retries, scenario)
+            result = await self._session(
+                index, bc, attempt_cfg, tokens, room, media, retries, scenario, paced
+            )
+            paced = None
             if not result.rejoin or self._stopping.is_set():
                 return result
 
@@ -168,8 +175,12 @@ class Agent:
         media: SharedMedia | None,
         retries: int,
         scenario: ScenarioRun | None,
+        paced: float | None = None,
     ) -> BotResult:
-        """Join (with retries) and stay: the bot's result, or ``rejoin`` set for another session."""
+        """Join (with retries) and stay: the bot's result, or ``rejoin`` set for another session.
+
+        ``paced``: the planned start (loop time) of a first join, which waits for :class:`Pacer`
+        once its token is in hand, so a late token or a stalled loop never bursts two joins."""
         for attempt in range(1, retries + 2):
             self.attempts_of[bc.name] = attempt
             self.events.bot_state(bc.name, "joining")
@@ -184,6 +195,10 @@ class Agent:
                 self.events.failure("runner")
                 again, result = True, BotResult(bc.name, Outcome.JOIN_FAILED, reason)
             else:
+                if attempt == 1 and paced is not None:
+                    loop = asyncio.get_running_loop()
+                    if not await self._wait_until(self._pacer.start_at(paced, loop.time())):
+                        return BotResult(bc.name, Outcome.COMPLETED, "stopped before joining")
                 bot = Bot(
                     attempt_cfg, token, room, media=media, events=self.events, scenario=scenario,
                     room_log=self.room_log,
